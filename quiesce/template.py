@@ -1,0 +1,317 @@
+"""The one pod-template builder: a pod spec in, the injected pod spec out, plus what it replaced.
+
+Template mode (the operator patching workloads), webhook mode (mutating Pods)
+and ``quiesce plan`` all call :func:`inject`, so what a user previews is what
+the cluster gets. :func:`restore` undoes it exactly (byte for byte, key order
+included) from the JSON record of what was replaced, which the operator keeps
+in ``state.quiesce.dev/replaced``. Pure: no I/O, inputs are never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import secrets
+from collections.abc import Mapping
+from typing import Any, Final
+
+from quiesce import config as configuration
+from quiesce import plan as plans
+
+SIDECAR_NAME: Final = plans.SIDECAR_NAME
+TOKEN_HEADER: Final = plans.TOKEN_HEADER
+PORT_NAME: Final = "quiesce"
+RECORD_VERSION: Final = 1
+TOKEN_VOLUME: Final = "quiesce-consul-token"
+CA_VOLUME: Final = "quiesce-consul-ca"
+TOKEN_DIR: Final = "/var/run/secrets/quiesce/consul-token"
+CA_DIR: Final = "/var/run/secrets/quiesce/consul-ca"
+SIDECAR_COMMAND: Final = ("quiesce", "sidecar")
+
+
+class InjectionError(ValueError):
+    """The pod spec cannot be injected as is (already injected, name clash, bad token)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Injection:
+    """The changed pod spec and the JSON-serialisable record :func:`restore` needs."""
+
+    pod_spec: dict[str, Any]
+    replaced: dict[str, Any]
+
+
+def generate_token() -> str:
+    """A fresh random per-workload ``/prestop`` token (URL-safe, 32 characters)."""
+    return secrets.token_urlsafe(24)
+
+
+def resolve_native(plan: plans.ShutdownPlan, *, cluster_supports_native: bool) -> bool:
+    """Native sidecar (init container, ``restartPolicy: Always``) or a regular container?
+
+    ``auto`` follows the cluster (native sidecars are on by default from Kubernetes 1.29).
+    """
+    if plan.sidecar_mode == "native":
+        return True
+    if plan.sidecar_mode == "container":
+        return False
+    return cluster_supports_native
+
+
+def is_injected(pod_spec: Mapping[str, Any]) -> bool:
+    """True when the spec already carries quiesce's sidecar."""
+    for key in ("containers", "initContainers"):
+        for container in pod_spec.get(key) or ():
+            if isinstance(container, Mapping) and container.get("name") == SIDECAR_NAME:
+                return True
+    return False
+
+
+def prestop_hook(plan: plans.ShutdownPlan, token: str) -> dict[str, Any]:
+    """The hook on every target container: the kubelet calls the sidecar, with the token."""
+    return {
+        "httpGet": {
+            "path": plans.PRESTOP_PATH,
+            "port": plan.port,
+            "scheme": "HTTP",
+            "httpHeaders": [{"name": TOKEN_HEADER, "value": token}],
+        }
+    }
+
+
+def sidecar_container(
+    plan: plans.ShutdownPlan, config: configuration.Config, *, token: str, native: bool
+) -> dict[str, Any]:
+    """The sidecar container, as an init container (native) or a regular container."""
+    signalling = plan.signal is not None
+    env: list[dict[str, Any]] = [
+        _literal("QUIESCE_PLAN", plan.to_json()),
+        _literal("QUIESCE_TOKEN", token),
+        _field("POD_NAME", "metadata.name"),
+        _field("POD_NAMESPACE", "metadata.namespace"),
+        _field("POD_UID", "metadata.uid"),
+        _field("POD_IP", "status.podIP"),
+        _field("HOST_IP", "status.hostIP"),
+        # Not escaped: $(HOST_IP) in the address is meant to expand (HOST_IP comes first).
+        {"name": "CONSUL_HTTP_ADDR", "value": config.consul.address},
+    ]
+    mounts: list[dict[str, Any]] = []
+    if config.consul.token_secret is not None:
+        env.append(
+            _literal("CONSUL_HTTP_TOKEN_FILE", f"{TOKEN_DIR}/{config.consul.token_secret.key}")
+        )
+        mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True})
+    if config.consul.ca_secret is not None:
+        env.append(_literal("CONSUL_CACERT", f"{CA_DIR}/{config.consul.ca_secret.key}"))
+        mounts.append({"name": CA_VOLUME, "mountPath": CA_DIR, "readOnly": True})
+    env.append(_literal("QUIESCE_LOG_FORMAT", config.sidecar.log_format))
+    env.append(_literal("QUIESCE_SIDECAR_MODE", "native" if native else "container"))
+
+    if signalling:
+        # Signalling another container's process needs CAP_KILL, and Kubernetes gives added
+        # capabilities to root only (kubernetes/kubernetes#56374): UID 0 with KILL alone.
+        security: dict[str, Any] = {
+            "runAsUser": 0,
+            "runAsNonRoot": False,
+            "capabilities": {"drop": ["ALL"], "add": ["KILL"]},
+        }
+    else:
+        security = {
+            "runAsUser": config.sidecar.run_as_user,
+            "runAsGroup": config.sidecar.run_as_user,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        }
+    security.update(
+        readOnlyRootFilesystem=True,
+        allowPrivilegeEscalation=False,
+        seccompProfile={"type": "RuntimeDefault"},
+    )
+    container: dict[str, Any] = {
+        "name": SIDECAR_NAME,
+        "image": config.sidecar.image,
+        "imagePullPolicy": config.sidecar.image_pull_policy,
+        "command": list(SIDECAR_COMMAND),
+    }
+    if native:
+        container["restartPolicy"] = "Always"
+    container.update(
+        ports=[{"name": PORT_NAME, "containerPort": plan.port, "protocol": "TCP"}],
+        env=env,
+        resources={kind: dict(values) for kind, values in config.sidecar.resources.items()},
+        securityContext=security,
+        readinessProbe=_probe("/readyz", plan.port, period=5, failures=1),
+        livenessProbe=_probe("/healthz", plan.port, period=10, failures=3),
+    )
+    if mounts:
+        container["volumeMounts"] = mounts
+    return container
+
+
+def inject(
+    pod_spec: Mapping[str, Any],
+    plan: plans.ShutdownPlan,
+    config: configuration.Config,
+    *,
+    token: str,
+    native: bool,
+) -> Injection:
+    """Add the sidecar, the hooks, the grace and what they need; record what was there."""
+    if not token or not token.isascii() or not token.isprintable() or " " in token:
+        raise InjectionError("the /prestop token must be non-empty printable ASCII without spaces")
+    if is_injected(pod_spec):
+        raise InjectionError(
+            f"the pod spec already has a {SIDECAR_NAME} container; restore it before injecting"
+        )
+    spec: dict[str, Any] = copy.deepcopy(dict(pod_spec))
+    containers = spec.get("containers")
+    if not isinstance(containers, list):
+        raise InjectionError("the pod spec has no containers list")
+    volumes = _volumes(config)
+    existing = {v.get("name") for v in spec.get("volumes") or () if isinstance(v, Mapping)}
+    for volume in volumes:
+        if volume["name"] in existing:
+            raise InjectionError(f"the pod spec already has a volume named {volume['name']}")
+
+    record: dict[str, Any] = {
+        "version": RECORD_VERSION,
+        "sidecar": SIDECAR_NAME,
+        "native": native,
+        "lifecycles": {},
+        "fields": {},
+        "volumes": [v["name"] for v in volumes],
+    }
+    hook = prestop_hook(plan, token)
+    by_name = {c.get("name"): c for c in containers if isinstance(c, dict)}
+    for name in plan.containers:
+        target = by_name.get(name)
+        if target is None:
+            raise InjectionError(f"the plan targets container {name}, which the pod spec lacks")
+        lifecycle = target.get("lifecycle")
+        record["lifecycles"][name] = _remember(target, "lifecycle")
+        changed = dict(lifecycle) if isinstance(lifecycle, Mapping) else {}
+        changed["preStop"] = copy.deepcopy(hook)
+        target["lifecycle"] = changed
+
+    _set(spec, "terminationGracePeriodSeconds", plan.grace_period_seconds, record)
+    if plan.signal is not None:
+        # The sidecar finds and signals the app's process through the shared PID namespace.
+        _set(spec, "shareProcessNamespace", True, record)
+
+    sidecar = sidecar_container(plan, config, token=token, native=native)
+    list_key = "initContainers" if native else "containers"
+    record["fields"][list_key] = {"present": list_key in spec}
+    spec.setdefault(list_key, []).append(sidecar)
+    if volumes:
+        record["fields"]["volumes"] = {"present": "volumes" in spec}
+        spec.setdefault("volumes", []).extend(volumes)
+    return Injection(pod_spec=spec, replaced=record)
+
+
+def restore(pod_spec: Mapping[str, Any], replaced: Mapping[str, Any]) -> dict[str, Any]:
+    """Undo :func:`inject`: the original spec back, leaving alone what others changed since.
+
+    A field is put back only while it still holds what quiesce set (a hook carrying the
+    token header, the plan's grace); the sidecar and quiesce's volumes are removed by name.
+    """
+    if replaced.get("version") != RECORD_VERSION:
+        raise InjectionError(f"unknown record version {replaced.get('version')!r}")
+    spec: dict[str, Any] = copy.deepcopy(dict(pod_spec))
+    fields: Mapping[str, Any] = replaced.get("fields", {})
+    sidecar = replaced.get("sidecar", SIDECAR_NAME)
+
+    for list_key in ("containers", "initContainers"):
+        items = spec.get(list_key)
+        if isinstance(items, list):
+            kept = [c for c in items if not (isinstance(c, Mapping) and c.get("name") == sidecar)]
+            if len(kept) != len(items):
+                spec[list_key] = kept
+                if not kept and not fields.get(list_key, {}).get("present", True):
+                    del spec[list_key]
+
+    ours = set(replaced.get("volumes", ()))
+    if ours and isinstance(spec.get("volumes"), list):
+        spec["volumes"] = [
+            v for v in spec["volumes"] if not (isinstance(v, Mapping) and v.get("name") in ours)
+        ]
+        if not spec["volumes"] and not fields.get("volumes", {}).get("present", True):
+            del spec["volumes"]
+
+    for name, was in replaced.get("lifecycles", {}).items():
+        for container in spec.get("containers") or ():
+            if not (isinstance(container, dict) and container.get("name") == name):
+                continue
+            lifecycle = container.get("lifecycle")
+            if not (isinstance(lifecycle, dict) and _is_our_hook(lifecycle.get("preStop"))):
+                continue  # changed by someone else since: theirs now
+            if was["present"]:
+                container["lifecycle"] = copy.deepcopy(was["value"])
+            else:
+                del lifecycle["preStop"]
+                if not lifecycle:
+                    del container["lifecycle"]
+
+    for key in ("terminationGracePeriodSeconds", "shareProcessNamespace"):
+        was = fields.get(key)
+        if was is None or key not in spec or spec[key] != was.get("set"):
+            continue  # not ours to touch, or changed by someone else since
+        if was["present"]:
+            spec[key] = copy.deepcopy(was["value"])
+        else:
+            del spec[key]
+    return spec
+
+
+def _set(spec: dict[str, Any], key: str, value: Any, record: dict[str, Any]) -> None:
+    record["fields"][key] = {**_remember(spec, key), "set": value}
+    spec[key] = value
+
+
+def _remember(owner: Mapping[str, Any], key: str) -> dict[str, Any]:
+    if key in owner:
+        return {"present": True, "value": copy.deepcopy(owner[key])}
+    return {"present": False}
+
+
+def _is_our_hook(hook: Any) -> bool:
+    if not isinstance(hook, Mapping) or not isinstance(hook.get("httpGet"), Mapping):
+        return False
+    headers = hook["httpGet"].get("httpHeaders") or ()
+    return any(isinstance(h, Mapping) and h.get("name") == TOKEN_HEADER for h in headers)
+
+
+def _literal(name: str, value: str) -> dict[str, str]:
+    # Kubernetes expands $(VAR) in env values; "$$" is its escape for a literal "$".
+    return {"name": name, "value": value.replace("$", "$$")}
+
+
+def _field(name: str, path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def _probe(path: str, port: int, *, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": port},
+        "periodSeconds": period,
+        "timeoutSeconds": 1,
+        "failureThreshold": failures,
+    }
+
+
+def _volumes(config: configuration.Config) -> list[dict[str, Any]]:
+    volumes = []
+    for name, ref in (
+        (TOKEN_VOLUME, config.consul.token_secret),
+        (CA_VOLUME, config.consul.ca_secret),
+    ):
+        if ref is not None:
+            volumes.append(
+                {
+                    "name": name,
+                    "secret": {
+                        "secretName": ref.name,
+                        "items": [{"key": ref.key, "path": ref.key}],
+                    },
+                }
+            )
+    return volumes
