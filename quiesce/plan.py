@@ -276,8 +276,8 @@ class ShutdownPlan:
         step("deregister", self.deregister_timeout, f"Consul: maintenance on, deregister {where}")
         quiet = f"no new traffic for {fmt(self.quiet_window)} (longer when traffic is sparse)"
         floor = fmt(self.converge_min)
-        if self.sleep_absorbed:
-            floor += f", the old preStop sleep {fmt(self.sleep_absorbed)}"
+        if self.sleep_absorbed and self.sleep_absorbed >= self.converge_min:
+            floor += " (the app's old preStop sleep)"
         step(
             "converge",
             self.converge_max,

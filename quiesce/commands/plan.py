@@ -1,16 +1,313 @@
-"""``quiesce plan``: print the shutdown plan of workload manifests."""
+"""``quiesce plan``: print the shutdown plan of workload manifests before applying them.
+
+For every workload carrying ``quiesce.dev/inject`` it shows the timeline of a
+shutdown (which phase may take how long, at which second it ends), the
+resulting grace period and the exact pod-template changes the operator would
+make: the same :func:`quiesce.plan.build_plan` and :func:`quiesce.template.inject`
+the operator runs, with the same configuration file (``--defaults``).
+Exit status: 0 all planned, 1 some workload has errors, 2 unreadable input.
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from quiesce.commands import not_implemented
+from quiesce import annotations as keys
+from quiesce import durations
+
+if TYPE_CHECKING:
+    from quiesce import config as configuration
+
+#: Stands in for the random per-workload token the operator generates.
+TOKEN_PLACEHOLDER: Final = "<token>"
+
+# Where each kind keeps its pod spec (kinds not listed: spec.template.spec if present).
+_POD_SPEC_PATHS: Final[dict[str, tuple[str, ...]]] = {
+    "Pod": ("spec",),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+_TEMPLATE_PATH: Final = ("spec", "template", "spec")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "plan",
         help="print the shutdown plan of workload manifests",
-        description="Print the shutdown plan of workload manifests.",
+        description=(
+            "Print the shutdown plan of every workload with quiesce.dev/inject in the given "
+            "manifests: the timeline of a shutdown, each phase's budget, the grace period and "
+            "the pod-template changes the operator would make. Exit status 1 when a workload "
+            "has errors, 2 when a file cannot be read."
+        ),
     )
-    parser.set_defaults(func=not_implemented("plan", "issue 4"))
+    parser.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="manifest file, multi-document YAML; - reads stdin; may be repeated",
+    )
+    parser.add_argument(
+        "--defaults",
+        metavar="FILE",
+        help="the operator's configuration file (plan defaults, sidecar, consul), as deployed",
+    )
+    parser.add_argument(
+        "-o", "--output", choices=("table", "json", "yaml"), default="table", help="output format"
+    )
+    parser.add_argument(
+        "--cluster-sidecars",
+        choices=("native", "container"),
+        default="native",
+        help="what sidecar-mode auto becomes: native (Kubernetes >= 1.29; default) or container",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Plan every workload of the given files and print the result."""
+    import yaml
+
+    from quiesce import config as configuration
+    from quiesce import plan as plans
+
+    try:
+        config = configuration.load_config(_read(args.defaults) if args.defaults else None)
+    except OSError as exc:
+        print(f"quiesce plan: cannot read --defaults {args.defaults}: {exc}", file=sys.stderr)
+        return 2
+    except plans.PlanError as exc:
+        print(f"quiesce plan: {args.defaults}: invalid configuration:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 2
+
+    results: list[dict[str, Any]] = []
+    for filename in args.filename:
+        try:
+            text = _read(filename)
+            documents = list(yaml.safe_load_all(text))
+        except OSError as exc:
+            print(f"quiesce plan: cannot read {filename}: {exc}", file=sys.stderr)
+            return 2
+        except yaml.YAMLError as exc:
+            print(f"quiesce plan: {filename} is not valid YAML: {exc}", file=sys.stderr)
+            return 2
+        source = "<stdin>" if filename == "-" else filename
+        for index, document in enumerate(documents, start=1):
+            for obj in _objects(document):
+                result = plan_object(
+                    obj, config, native=args.cluster_sidecars == "native", source=source
+                )
+                if result is not None:
+                    result["source"] = f"{source}#{index}"
+                    results.append(result)
+
+    public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
+    if args.output == "json":
+        json.dump(public, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif args.output == "yaml":
+        yaml.safe_dump(public, sys.stdout, sort_keys=False, width=100, allow_unicode=True)
+    else:
+        print_table(results, sys.stdout)
+    failed = sum(1 for r in results if r["status"] == "error")
+    if failed:
+        print(f"quiesce plan: {failed} of {len(results)} workloads have errors", file=sys.stderr)
+        return 1
+    if not results:
+        print("quiesce plan: no workload in the input", file=sys.stderr)
+    return 0
+
+
+def plan_object(
+    obj: Mapping[str, Any], config: configuration.Config, *, native: bool, source: str = ""
+) -> dict[str, Any] | None:
+    """The plan of one manifest object as a JSON-ready dict; None when it is no workload."""
+    from quiesce import plan as plans
+    from quiesce import template
+
+    kind = str(obj.get("kind", ""))
+    path = _POD_SPEC_PATHS.get(kind, _TEMPLATE_PATH)
+    pod_spec = _dig(obj, path)
+    if not isinstance(pod_spec, Mapping):
+        return None
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    assert isinstance(metadata, Mapping)
+    annotations = metadata.get("annotations") or {}
+    result: dict[str, Any] = {
+        "kind": kind,
+        "namespace": metadata.get("namespace"),
+        "name": metadata.get("name"),
+    }
+    raw_inject = annotations.get(keys.INJECT) if isinstance(annotations, Mapping) else None
+    if raw_inject is None:
+        return {**result, "status": "skipped", "reason": f"no {keys.INJECT} annotation"}
+    if isinstance(raw_inject, str):
+        try:
+            if not plans.parse_bool(raw_inject):
+                return {**result, "status": "skipped", "reason": f'{keys.INJECT} is "{raw_inject}"'}
+        except ValueError:
+            pass  # build_plan reports it with the other errors
+    try:
+        plan = plans.build_plan(annotations, pod_spec, config.plan)
+        mode = template.resolve_native(plan, cluster_supports_native=native)
+        injection = template.inject(pod_spec, plan, config, token=TOKEN_PLACEHOLDER, native=mode)
+    except plans.PlanError as exc:
+        return {**result, "status": "error", "errors": [_error(e) for e in exc.errors]}
+    except template.InjectionError as exc:
+        return {**result, "status": "error", "errors": [{"message": str(exc)}]}
+    prefix = "/" + "/".join(path)
+    return {
+        **result,
+        "status": "ok",
+        "grace_period_seconds": plan.grace_period_seconds,
+        "grace_source": plan.grace_source,
+        "template_grace": plan.template_grace,
+        "sidecar": "native" if mode else "container",
+        "budget": plan.budget(),
+        "timeline": [
+            {"phase": p.name, "start": p.start, "end": p.end, "what": p.what}
+            for p in plan.timeline()
+        ],
+        "notes": list(plan.notes),
+        "plan": plan.to_dict(),
+        "plan_hash": plan.plan_hash(),
+        "changes": json_patch(pod_spec, injection.pod_spec, prefix),
+        "_before": pod_spec,
+        "_after": injection.pod_spec,
+        "_path": ".".join(path),
+    }
+
+
+def print_table(results: list[dict[str, Any]], out: TextIO) -> None:
+    """The human view: per workload, the timeline, notes and a diff of the pod spec."""
+    import yaml
+
+    fmt = durations.format_seconds
+    for number, result in enumerate(results):
+        if number:
+            out.write("\n")
+        name = "/".join(str(p) for p in (result["namespace"], result["name"]) if p)
+        out.write(f"{result['kind']} {name} ({result['source']})\n")
+        if result["status"] == "skipped":
+            out.write(f"  skipped: {result['reason']}\n")
+            continue
+        if result["status"] == "error":
+            for error in result["errors"]:
+                out.write(f"  error: {error['message']}\n")
+            continue
+        grace = result["grace_period_seconds"]
+        why = {
+            "derived": "the sum of the phases",
+            "annotation": f"set by {keys.GRACE_PERIOD}",
+            "template": "the template's own, larger than the plan needs",
+        }[result["grace_source"]]
+        had = result["template_grace"]
+        had_text = "none, Kubernetes' default 30s" if had is None else f"{had}s"
+        out.write(f"  grace period {grace}s: {why} (template had {had_text})\n")
+        plan = result["plan"]
+        out.write(
+            f"  sidecar: {result['sidecar']}, port {plan['port']}; "
+            f"targets: {', '.join(plan['containers'])}\n"
+        )
+        out.write("  timeline (worst case, seconds after the kubelet calls the hook):\n")
+        rows = [("at", "until", "budget", "phase", "what happens")]
+        for phase in result["timeline"]:
+            span = phase["end"] - phase["start"]
+            rows.append(
+                (
+                    fmt(phase["start"]),
+                    fmt(phase["end"]) if span else "",
+                    fmt(span) if span else "",
+                    phase["phase"],
+                    phase["what"],
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        for row in rows:
+            cells = [row[i].ljust(widths[i]) for i in range(4)]
+            out.write(f"    {'  '.join(cells)}  {row[4]}\n".rstrip() + "\n")
+        for note in result["notes"]:
+            out.write(f"  note: {note}\n")
+        out.write(f"  template changes ({result['_path']}):\n")
+        before = yaml.safe_dump(result["_before"], sort_keys=False, width=1000).splitlines()
+        after = yaml.safe_dump(result["_after"], sort_keys=False, width=1000).splitlines()
+        diff = difflib.unified_diff(before, after, "original", "injected", lineterm="", n=2)
+        for line in diff:
+            out.write(f"    {line}\n")
+
+
+def json_patch(before: Any, after: Any, path: str = "") -> list[dict[str, Any]]:
+    """RFC 6902 operations that turn ``before`` into ``after`` (adds, removes, replaces)."""
+    if before == after:
+        return []
+    if isinstance(before, Mapping) and isinstance(after, Mapping):
+        ops: list[dict[str, Any]] = []
+        for key in before:
+            if key not in after:
+                ops.append({"op": "remove", "path": f"{path}/{_pointer(key)}"})
+        for key, value in after.items():
+            where = f"{path}/{_pointer(key)}"
+            if key not in before:
+                ops.append({"op": "add", "path": where, "value": value})
+            else:
+                ops.extend(json_patch(before[key], value, where))
+        return ops
+    if isinstance(before, list) and isinstance(after, list):
+        ops = []
+        common = min(len(before), len(after))
+        for i in range(common):
+            ops.extend(json_patch(before[i], after[i], f"{path}/{i}"))
+        for i in range(common, len(after)):
+            ops.append({"op": "add", "path": f"{path}/{i}", "value": after[i]})
+        for i in reversed(range(common, len(before))):
+            ops.append({"op": "remove", "path": f"{path}/{i}"})
+        return ops
+    return [{"op": "replace", "path": path, "value": after}]
+
+
+def _pointer(key: Any) -> str:
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
+def _error(error: Any) -> dict[str, str]:
+    return {
+        "annotation": error.annotation,
+        "value": error.value,
+        "problem": error.problem,
+        "expected": error.expected,
+        "message": str(error),
+    }
+
+
+def _dig(obj: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(obj, Mapping):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _objects(document: Any) -> Iterator[Mapping[str, Any]]:
+    """The objects of one YAML document, ``kind: List`` flattened."""
+    if not isinstance(document, Mapping):
+        return
+    if document.get("kind") == "List" or str(document.get("kind", "")).endswith("List"):
+        for item in document.get("items") or ():
+            yield from _objects(item)
+        return
+    yield document
+
+
+def _read(filename: str) -> str:
+    if filename == "-":
+        return sys.stdin.read()
+    with open(filename, encoding="utf-8") as handle:
+        return handle.read()
