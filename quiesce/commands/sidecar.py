@@ -1,16 +1,95 @@
-"""``quiesce sidecar``: run the sidecar: serve /prestop and run the pod's shutdown."""
+"""``quiesce sidecar``: run the sidecar: serve /prestop and run the pod's shutdown.
+
+Imports stay inside :func:`run`: ``quiesce --help`` and the operator never pay
+for aiohttp, and the sidecar never for kopf.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
-from quiesce.commands import not_implemented
+DESCRIPTION = """\
+Run the quiesce sidecar in a pod. When the kubelet calls GET /prestop (or the
+sidecar receives SIGTERM as a regular container), it runs the pod's shutdown,
+all within one deadline (the shorter of the plan's grace period and the pod's
+deletionGracePeriodSeconds, minus the plan's margin):
+
+  1. deregister  Consul: service maintenance, then deregistration of this pod's
+                 instances (agent API, or catalog API for <node>-virtual nodes)
+  2. converge    wait at least the floor, at most the ceiling, until Consul's
+                 health results, the pod's EndpointSlices and the kernel's socket
+                 table (no new inbound connection or request bytes for the
+                 adaptive quiet window) agree that load balancers stopped sending
+  3. signal      return the hook (the kubelet sends the stop signal), or send the
+                 plan's signal to the app's main process, or POST its shutdown URL
+  4. drain       optionally hold the hook until no request is in flight
+
+Endpoints: /prestop (needs the X-Quiesce-Token header; from the node or
+loopback), /healthz, /readyz, /status (JSON timeline), /metrics (Prometheus).
+
+The operator injects all configuration as environment variables:
+  QUIESCE_PLAN               the ShutdownPlan as JSON (required)
+  QUIESCE_TOKEN              the token /prestop requires
+  POD_NAME POD_NAMESPACE POD_UID POD_IP HOST_IP   from the downward API
+  CONSUL_HTTP_ADDR CONSUL_HTTP_TOKEN(_FILE) CONSUL_CACERT CONSUL_HTTP_SSL(_VERIFY)
+  CONSUL_CLIENT_CERT CONSUL_CLIENT_KEY            as Consul's own tools read them
+  QUIESCE_CONSUL_BACKEND     auto|agent|catalog|none (default auto, none without
+                             CONSUL_HTTP_ADDR)
+  QUIESCE_SIDECAR_MODE       native|container (default container)
+  QUIESCE_LOG_FORMAT         json|text (default json)
+  KUBERNETES_SERVICE_HOST/PORT, QUIESCE_SERVICE_ACCOUNT_DIR, QUIESCE_KUBE_SCHEME
+Overrides for tests and unusual clusters:
+  QUIESCE_CHECK_SOURCE=false      accept /prestop from any address (token still checked)
+  QUIESCE_APP_CONTAINER_IDS=a,b   app container IDs instead of the pod's status
+  QUIESCE_LISTEN_HOST, QUIESCE_POLL_INTERVAL, QUIESCE_IDLE_SAMPLE_INTERVAL,
+  QUIESCE_CONSUL_TIMEOUT, QUIESCE_KUBE_TIMEOUT, QUIESCE_PROC_ROOT
+"""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "sidecar",
         help="run the sidecar: serve /prestop and run the pod's shutdown",
-        description="Run the sidecar: serve /prestop and run the pod's shutdown.",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.set_defaults(func=not_implemented("sidecar", "issue 6"))
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="listen on this port instead of the plan's (default: the plan's port, 7979)",
+    )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="read and validate the environment, print the settings, exit",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import dataclasses
+    import json
+
+    from quiesce.sidecar import logs, server, settings
+
+    try:
+        config = settings.from_env()
+    except settings.SettingsError as exc:
+        print(f"quiesce sidecar: {exc}", file=sys.stderr)
+        return 2
+    if args.port is not None:
+        plan: Any = config.plan
+        config = settings.replace(config, plan=dataclasses.replace(plan, port=args.port))
+    if args.check_config:
+        shown = dataclasses.asdict(
+            dataclasses.replace(config, token="***" if config.token else None)
+        )
+        shown["consul"]["token"] = "***" if config.consul.token else None
+        print(json.dumps(shown, indent=2, default=str))
+        return 0
+    logs.configure(config.log_format, pod=config.pod_name)
+    return asyncio.run(server.serve(config))

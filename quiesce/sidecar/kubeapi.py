@@ -1,0 +1,134 @@
+"""A minimal API-server client: aiohttp and the pod's service-account token.
+
+The sidecar never imports the kubernetes client (40 MB budget, and a lean
+import-linter contract). It needs three reads: its own pod (the deletion grace
+period, the app containers' IDs) and the EndpointSlices of its namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from quiesce.sidecar.settings import KubeSettings
+
+log = logging.getLogger(__name__)
+
+
+class KubeError(Exception):
+    """The API server was unreachable or refused; ``status`` is the HTTP status if any."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def forbidden(self) -> bool:
+        return self.status in (401, 403)
+
+
+class KubeClient:
+    def __init__(self, settings: KubeSettings) -> None:
+        base = settings.base_url
+        if base is None:
+            raise KubeError("KUBERNETES_SERVICE_HOST is not set")
+        self.settings = settings
+        self.base = base
+        ssl_ctx: ssl.SSLContext | bool = False
+        if settings.scheme == "https":
+            ca = os.path.join(settings.service_account_dir, "ca.crt")
+            ssl_ctx = ssl.create_default_context(cafile=ca if os.path.exists(ca) else None)
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_ctx))
+
+    def _headers(self) -> dict[str, str]:
+        # Read on every request: projected service-account tokens rotate.
+        path = os.path.join(self.settings.service_account_dir, "token")
+        try:
+            with open(path, encoding="utf-8") as f:
+                token = f.read().strip()
+        except OSError:
+            return {"Accept": "application/json"}
+        return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+    async def get(self, path: str, *, timeout: float, **params: str) -> dict[str, Any]:
+        try:
+            async with self._session.get(
+                self.base + path,
+                params=params or None,
+                headers=self._headers(),
+                timeout=aiohttp.ClientTimeout(total=max(timeout, 0.01)),
+            ) as resp:
+                if resp.status != 200:
+                    text = (await resp.text())[:200]
+                    raise KubeError(f"GET {path}: {resp.status} {text}", status=resp.status)
+                data: dict[str, Any] = await resp.json(content_type=None)
+                return data
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            raise KubeError(f"GET {path} at {self.base}: {type(exc).__name__}: {exc}") from exc
+
+    async def watch(
+        self, path: str, *, resource_version: str, timeout: float
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Watch events (``{"type", "object"}``) until the server or ``timeout`` ends it."""
+        params = {
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(max(1, int(timeout))),
+        }
+        try:
+            async with self._session.get(
+                self.base + path,
+                params=params,
+                headers=self._headers(),
+                timeout=aiohttp.ClientTimeout(
+                    total=timeout + 1, sock_connect=self.settings.timeout
+                ),
+            ) as resp:
+                if resp.status != 200:
+                    text = (await resp.text())[:200]
+                    raise KubeError(f"WATCH {path}: {resp.status} {text}", status=resp.status)
+                async for line in resp.content:
+                    if line.strip():
+                        yield json.loads(line)
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            raise KubeError(f"WATCH {path} at {self.base}: {type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+@dataclass(frozen=True)
+class PodFacts:
+    """What the sidecar reads from its own pod object."""
+
+    deletion_grace_period: int | None = None
+    container_ids: dict[str, str] = field(default_factory=dict)
+    """Regular containers' IDs by name (``containerd://`` prefix stripped)."""
+
+
+def pod_facts(pod: dict[str, Any]) -> PodFacts:
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    ids = {}
+    for cs in status.get("containerStatuses") or []:
+        cid = cs.get("containerID") or ""
+        if cid:
+            ids[cs["name"]] = cid.split("://", 1)[-1]
+    grace = meta.get("deletionGracePeriodSeconds")
+    return PodFacts(
+        deletion_grace_period=int(grace) if grace is not None else None,
+        container_ids=ids,
+    )
+
+
+async def read_pod(client: KubeClient, *, namespace: str, name: str, timeout: float) -> PodFacts:
+    pod = await client.get(f"/api/v1/namespaces/{namespace}/pods/{name}", timeout=timeout)
+    return pod_facts(pod)

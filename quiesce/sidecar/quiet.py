@@ -1,0 +1,250 @@
+"""Observed quiet: has the load balancer stopped sending this pod traffic?
+
+What counts as traffic (design, "Decisions"): an inbound connection is a
+socket whose local port listens in the pod's network namespace and whose peer
+is not loopback, except the sidecar's own port and the node's connections to
+the ports named in the pod's probes. Traffic is a new such connection, or new
+request bytes on one (on long-lived ports, gRPC/WebSocket, only new
+connections count: bytes never stop on a live stream).
+
+The socket table is sampled (inet_diag + TCP_INFO); a connection that opens
+and closes between two samples is still caught by the namespace's TCP
+PassiveOpens counter: accepted connections the samples could not attribute
+count as traffic.
+
+Silence means little when traffic is sparse, so the quiet window adapts: at
+least ``ln(1/ε)/λ`` where λ is the inbound rate seen while idle (the chance of
+a gap that long with the LB still sending is ε), never below the plan's
+quiet window, never past the convergence ceiling.
+"""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from quiesce.sidecar import inet_diag
+from quiesce.sidecar.inet_diag import TcpSocket, TcpState
+
+# states of an accepted connection that still has a socket (TIME_WAIT included:
+# a short connection we missed while it was open is still visible there)
+ACCEPTED_STATES = frozenset(
+    {
+        TcpState.ESTABLISHED,
+        TcpState.CLOSE_WAIT,
+        TcpState.FIN_WAIT1,
+        TcpState.FIN_WAIT2,
+        TcpState.LAST_ACK,
+        TcpState.CLOSING,
+        TcpState.TIME_WAIT,
+    }
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrafficFilter:
+    """Decides which sockets are the app's inbound traffic."""
+
+    sidecar_port: int
+    host_ip: str = ""
+    probe_ports: frozenset[int] = frozenset()
+    long_lived_ports: frozenset[int] = frozenset()
+
+    @staticmethod
+    def listening_ports(rows: Iterable[TcpSocket]) -> frozenset[int]:
+        return frozenset(r.local_port for r in rows if r.state == TcpState.LISTEN)
+
+    def is_inbound(self, row: TcpSocket, listening: frozenset[int]) -> bool:
+        """An accepted connection on a port that listens here (any peer)."""
+        return row.state in ACCEPTED_STATES and row.local_port in listening
+
+    def counts(self, row: TcpSocket) -> bool:
+        """Whether an inbound connection is traffic from a load balancer or client."""
+        if row.local_port == self.sidecar_port:
+            return False
+        if row.peer_is_loopback:
+            return False
+        return not (
+            self.host_ip
+            and row.local_port in self.probe_ports
+            and _same_ip(row.peer_ip, self.host_ip)
+        )
+
+
+def _same_ip(a: str, b: str) -> bool:
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return a == b
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What one sample saw since the previous one."""
+
+    at: float
+    new_connections: int = 0
+    """New inbound connections that count as traffic."""
+    requests: int = 0
+    """Known connections that received bytes (not on long-lived ports)."""
+    unseen_opens: int = 0
+    """Accepted connections (PassiveOpens) no sample saw: opened and closed in between."""
+    connecting: int = 0
+    """Half-open connections (SYN_RECV) that count as traffic."""
+    connections: int = 0
+    """Inbound connections (traffic) open now."""
+
+    @property
+    def events(self) -> int:
+        return self.new_connections + self.requests + self.unseen_opens
+
+    @property
+    def active(self) -> bool:
+        return self.events > 0 or self.connecting > 0
+
+
+class TrafficObserver:
+    """Diffs successive samples of the socket table into :class:`Activity`.
+
+    ``sample`` is synchronous (a netlink dump and a /proc read, ~1 ms); run it
+    in a worker thread from the event loop.
+    """
+
+    def __init__(
+        self,
+        traffic: TrafficFilter,
+        *,
+        dump: Callable[[], list[TcpSocket]] = inet_diag.dump,
+        passive_opens: Callable[[], int] = inet_diag.passive_opens,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.traffic = traffic
+        self._dump = dump
+        self._passive_opens = passive_opens
+        self._clock = clock
+        self._known: dict[int, int] = {}  # cookie -> bytes_received (-1: excluded)
+        self._opens_base: int | None = None
+        self._attributed = 0  # inbound connections (of any kind) first seen by a sample
+        self._flagged = 0  # accepted connections already reported as unseen
+
+    @property
+    def primed(self) -> bool:
+        return self._opens_base is not None
+
+    def sample(self) -> Activity:
+        """Take one sample; the first one only sets the baseline."""
+        opens = self._passive_opens()  # read before the table: see _unattributed
+        rows = self._dump()
+        now = self._clock()
+        listening = self.traffic.listening_ports(rows)
+        first = self._opens_base is None
+        if first:
+            self._opens_base = opens
+        new = requests = connecting = connections = 0
+        seen: dict[int, int] = {}
+        for row in rows:
+            if row.state == TcpState.SYN_RECV:
+                if row.local_port in listening and self.traffic.counts(row):
+                    connecting += 1
+                continue
+            if not self.traffic.is_inbound(row, listening):
+                continue
+            counted = self.traffic.counts(row)
+            received = row.info.bytes_received if (counted and row.info) else -1
+            seen[row.cookie] = received
+            previous = self._known.get(row.cookie)
+            if previous is None:
+                self._attributed += 1
+                if counted and not first:
+                    new += 1
+            elif (
+                counted
+                and received > previous >= 0
+                and row.local_port not in self.traffic.long_lived_ports
+            ):
+                requests += 1
+            if counted and row.state != TcpState.TIME_WAIT:
+                connections += 1
+        self._known = seen
+        unseen = 0 if first else self._unattributed(opens)
+        return Activity(
+            at=now,
+            new_connections=new,
+            requests=requests,
+            unseen_opens=unseen,
+            connecting=connecting,
+            connections=connections,
+        )
+
+    def _unattributed(self, opens: int) -> int:
+        # PassiveOpens is read before the dump, so a connection counted there is
+        # either in this dump or already gone; one accepted between the two reads
+        # is attributed early and evens out on the next sample.
+        assert self._opens_base is not None
+        missing = (opens - self._opens_base) - self._attributed - self._flagged
+        if missing <= 0:
+            return 0
+        self._flagged += missing
+        return missing
+
+
+class RateEstimator:
+    """λ: inbound connections and requests per second over a sliding horizon."""
+
+    def __init__(self, *, horizon: float = 60.0) -> None:
+        self.horizon = horizon
+        self._events: collections.deque[tuple[float, int]] = collections.deque()
+        self._since: float | None = None
+
+    def add(self, activity: Activity) -> None:
+        if self._since is None:
+            self._since = activity.at
+            return
+        self._events.append((activity.at, activity.events))
+        while self._events and self._events[0][0] <= activity.at - self.horizon:
+            self._events.popleft()
+
+    def rate(self, now: float) -> float:
+        """Events per second; 0 when nothing (or nothing yet) was seen."""
+        if self._since is None:
+            return 0.0
+        span = min(now - self._since, self.horizon)
+        if span <= 0:
+            return 0.0
+        total = sum(n for t, n in self._events if t > now - self.horizon)
+        return total / span
+
+
+def adaptive_window(*, rate: float, epsilon: float, minimum: float, ceiling: float) -> float:
+    """The quiet window: ``ln(1/ε)/λ``, at least ``minimum``, at most ``ceiling``.
+
+    With no traffic seen (λ = 0) silence proves nothing: the window is the ceiling.
+    """
+    if rate <= 0 or not 0 < epsilon < 1:
+        return max(minimum, ceiling)
+    return min(max(math.log(1 / epsilon) / rate, minimum), max(ceiling, minimum))
+
+
+class QuietTracker:
+    """During convergence: when was traffic last seen, and how much after deregistration."""
+
+    def __init__(self, *, started: float) -> None:
+        self.started = started
+        self.last_activity = started
+        self.new_connections = 0
+        self.events = 0
+        self.samples = 0
+
+    def add(self, activity: Activity) -> None:
+        self.samples += 1
+        self.new_connections += activity.new_connections + activity.unseen_opens
+        self.events += activity.events
+        if activity.active:
+            self.last_activity = activity.at
+
+    def quiet_for(self, now: float) -> float:
+        return max(0.0, now - self.last_activity)

@@ -1,0 +1,105 @@
+"""The JSON timeline of the last shutdown sequence, served at ``/status``.
+
+One mutable record per sequence: each phase with its start, end (seconds since
+the sequence started, and wall-clock time), outcome and details; which check
+ended convergence; the Consul instances deregistered; every error and warning.
+An operator reading ``/status`` (or the logs) must be able to tell why a pod
+took as long as it did to stop.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Outcome = Literal["running", "ok", "failed", "skipped", "timeout"]
+
+
+@dataclass
+class Phase:
+    name: str
+    started: float
+    ended: float | None = None
+    outcome: Outcome = "running"
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self, origin: float, wall_origin: float) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "start": round(self.started - origin, 3),
+            "end": None if self.ended is None else round(self.ended - origin, 3),
+            "started_at": _iso(wall_origin + self.started - origin),
+            "ended_at": None if self.ended is None else _iso(wall_origin + self.ended - origin),
+            "outcome": self.outcome,
+            **self.detail,
+        }
+
+
+def _iso(wall: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + f".{int(wall % 1 * 1000):03d}Z"
+
+
+class Timeline:
+    """What happened in one sequence; times come from the monotonic clock."""
+
+    def __init__(self, *, trigger: str) -> None:
+        self.trigger = trigger
+        self.origin = time.monotonic()
+        self.wall_origin = time.time()
+        self.ended: float | None = None
+        self.state: Literal["running", "done"] = "running"
+        self.deadline: float | None = None
+        self.grace: dict[str, Any] = {}
+        self.phases: list[Phase] = []
+        self.joined: list[dict[str, Any]] = []
+        self.errors: list[dict[str, Any]] = []
+        self.warnings: list[dict[str, Any]] = []
+        self.summary: dict[str, Any] = {}
+
+    def begin(self, name: str, **detail: Any) -> Phase:
+        phase = Phase(name=name, started=time.monotonic(), detail=dict(detail))
+        self.phases.append(phase)
+        return phase
+
+    def end(self, phase: Phase, outcome: Outcome, **detail: Any) -> None:
+        phase.ended = time.monotonic()
+        phase.outcome = outcome
+        phase.detail.update(detail)
+
+    def error(self, phase: str, message: str, **detail: Any) -> None:
+        self.errors.append({"phase": phase, "at": self.elapsed(), "error": message, **detail})
+
+    def warn(self, phase: str, message: str, **detail: Any) -> None:
+        self.warnings.append({"phase": phase, "at": self.elapsed(), "warning": message, **detail})
+
+    def join(self, trigger: str) -> None:
+        self.joined.append({"trigger": trigger, "at": self.elapsed()})
+
+    def elapsed(self) -> float:
+        return round(time.monotonic() - self.origin, 3)
+
+    def finish(self) -> None:
+        self.ended = time.monotonic()
+        self.state = "done"
+
+    def phase(self, name: str) -> Phase | None:
+        for phase in self.phases:
+            if phase.name == name:
+                return phase
+        return None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "trigger": self.trigger,
+            "started_at": _iso(self.wall_origin),
+            "duration": None if self.ended is None else round(self.ended - self.origin, 3),
+            "deadline": None if self.deadline is None else round(self.deadline - self.origin, 3),
+            "grace": self.grace,
+            "joined": self.joined,
+            "phases": [p.as_json(self.origin, self.wall_origin) for p in self.phases],
+            "errors": self.errors,
+            "warnings": self.warnings,
+            **self.summary,
+        }

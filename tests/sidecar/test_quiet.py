@@ -1,0 +1,186 @@
+"""Observed quiet: what counts as traffic, and how long silence must last."""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from quiesce.sidecar.quiet import (
+    Activity,
+    QuietTracker,
+    RateEstimator,
+    TrafficFilter,
+    TrafficObserver,
+    adaptive_window,
+)
+
+
+class Server:
+    """A real listening socket that accepts and keeps connections."""
+
+    def __init__(self, host: str = "0.0.0.0") -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(64)
+        self.port: int = self.sock.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self.clients: list[socket.socket] = []
+
+    def connect(self, source: str, dest: str | None = None) -> tuple[socket.socket, socket.socket]:
+        c = socket.socket()
+        c.bind((source, 0))
+        c.connect((dest or source, self.port))
+        a, _ = self.sock.accept()
+        self.clients.append(c)
+        self.accepted.append(a)
+        return c, a
+
+    def close(self) -> None:
+        for s in [*self.clients, *self.accepted, self.sock]:
+            s.close()
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    s = Server()
+    yield s
+    s.close()
+
+
+def observer(**kw: object) -> TrafficObserver:
+    params: dict[str, object] = {"sidecar_port": 7979}
+    params.update(kw)
+    return TrafficObserver(TrafficFilter(**params))  # type: ignore[arg-type]
+
+
+def test_first_sample_is_only_a_baseline(server: Server, ext_ip: str) -> None:
+    server.connect(ext_ip)
+    obs = observer()
+    first = obs.sample()
+    assert first.new_connections == 0 and first.requests == 0
+    assert first.connections >= 1
+
+
+def test_a_new_inbound_connection_from_another_address_is_traffic(
+    server: Server, ext_ip: str
+) -> None:
+    obs = observer()
+    obs.sample()
+    server.connect(ext_ip)
+    activity = obs.sample()
+    assert activity.new_connections == 1
+    assert activity.active
+
+
+def test_loopback_connections_are_not_traffic(server: Server) -> None:
+    obs = observer()
+    obs.sample()
+    client, accepted = server.connect("127.0.0.1")
+    client.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+    accepted.recv(100)
+    activity = obs.sample()
+    assert activity.new_connections == 0
+    assert activity.requests == 0
+
+
+def test_the_sidecars_own_port_is_not_traffic(ext_ip: str) -> None:
+    srv = Server()
+    try:
+        obs = observer(sidecar_port=srv.port)
+        obs.sample()
+        srv.connect(ext_ip)
+        assert obs.sample().new_connections == 0
+    finally:
+        srv.close()
+
+
+def test_the_nodes_probe_connections_are_not_traffic_but_other_ports_are(ext_ip: str) -> None:
+    probed, served = Server(), Server()
+    try:
+        obs = observer(host_ip=ext_ip, probe_ports=frozenset({probed.port}))
+        obs.sample()
+        probed.connect(ext_ip)
+        served.connect(ext_ip)
+        assert obs.sample().new_connections == 1
+    finally:
+        probed.close()
+        served.close()
+
+
+def test_request_bytes_on_a_kept_alive_connection_are_traffic(server: Server, ext_ip: str) -> None:
+    client, accepted = server.connect(ext_ip)
+    obs = observer()
+    obs.sample()
+    assert obs.sample().requests == 0
+    client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    accepted.recv(100)
+    time.sleep(0.01)
+    assert obs.sample().requests == 1
+
+
+def test_on_long_lived_ports_only_new_connections_count(server: Server, ext_ip: str) -> None:
+    client, accepted = server.connect(ext_ip)
+    obs = observer(long_lived_ports=frozenset({server.port}))
+    obs.sample()
+    client.sendall(b"stream frame")
+    accepted.recv(100)
+    time.sleep(0.01)
+    assert obs.sample().requests == 0
+    server.connect(ext_ip)
+    assert obs.sample().new_connections == 1
+
+
+def test_a_connection_that_opened_and_closed_between_samples_is_still_caught(
+    server: Server, ext_ip: str
+) -> None:
+    obs = observer()
+    obs.sample()
+    client, accepted = server.connect(ext_ip)
+    client.close()  # the client closes first: no TIME_WAIT on our side
+    accepted.close()
+    time.sleep(0.01)
+    activity = obs.sample()
+    assert activity.new_connections + activity.unseen_opens >= 1
+    assert activity.active
+
+
+@pytest.mark.parametrize(
+    ("rate", "epsilon", "minimum", "ceiling", "expected"),
+    [
+        (2.0, 1e-3, 1.0, 30.0, math.log(1000) / 2),  # sparse: ~3.45 s (the design's example)
+        (100.0, 1e-3, 1.0, 30.0, 1.0),  # busy: the plan's quiet window
+        (0.1, 1e-3, 1.0, 30.0, 30.0),  # very sparse: the ceiling decides
+        (0.0, 1e-3, 1.0, 20.0, 20.0),  # nothing seen: silence proves nothing
+        (2.0, 1e-2, 0.5, 30.0, math.log(100) / 2),
+        (5.0, 1e-3, 3.0, 2.0, 3.0),  # a ceiling below the window: the window wins
+    ],
+)
+def test_adaptive_window(
+    rate: float, epsilon: float, minimum: float, ceiling: float, expected: float
+) -> None:
+    got = adaptive_window(rate=rate, epsilon=epsilon, minimum=minimum, ceiling=ceiling)
+    assert got == pytest.approx(expected)
+
+
+def test_rate_estimator_counts_events_per_second_over_its_horizon() -> None:
+    est = RateEstimator(horizon=10.0)
+    est.add(Activity(at=0.0))
+    for t in range(1, 21):
+        est.add(Activity(at=float(t), new_connections=1, requests=1))
+    assert est.rate(20.0) == pytest.approx(2.0)
+    assert RateEstimator().rate(5.0) == 0.0
+
+
+def test_quiet_tracker_measures_silence_since_the_last_activity() -> None:
+    tracker = QuietTracker(started=100.0)
+    tracker.add(Activity(at=100.5, new_connections=1))
+    tracker.add(Activity(at=101.0))
+    assert tracker.quiet_for(102.0) == pytest.approx(1.5)
+    assert tracker.new_connections == 1
+    tracker.add(Activity(at=102.5, connecting=1))
+    assert tracker.quiet_for(103.0) == pytest.approx(0.5)
