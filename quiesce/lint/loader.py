@@ -173,24 +173,33 @@ def _collect(loaded: Loaded, value: object, node: yaml.Node, path: str, offset: 
 
 
 def _line_of(node: yaml.Node, path: FieldPath) -> int:
-    current = node
+    """Line of the key that holds ``path`` (``command:`` rather than its first item)."""
+    line = node.start_mark.line
     for part in path:
-        child = _child(current, part)
-        if child is None:
+        found = _entry(node, part)
+        if found is None:
             break
-        current = child
-    return current.start_mark.line + 1
+        anchor, node = found
+        line = anchor.start_mark.line
+    return line + 1
 
 
 def _child(node: yaml.Node, part: PathPart) -> yaml.Node | None:
+    found = _entry(node, part)
+    return found[1] if found is not None else None
+
+
+def _entry(node: yaml.Node, part: PathPart) -> tuple[yaml.Node, yaml.Node] | None:
+    """``(key node, value node)`` of a mapping key or ``(item, item)`` of a list index."""
     if isinstance(node, yaml.MappingNode) and isinstance(part, str):
         for key, value in node.value:
             if isinstance(key, yaml.ScalarNode) and key.value == part:
-                return value  # type: ignore[no-any-return]
+                return key, value
         return None
     in_range = isinstance(part, int) and 0 <= part < len(node.value)
     if isinstance(node, yaml.SequenceNode) and in_range:
-        return node.value[part]  # type: ignore[no-any-return]
+        item: yaml.Node = node.value[part]
+        return item, item
     return None
 
 

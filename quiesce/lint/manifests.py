@@ -224,7 +224,7 @@ class Checker:
             seconds = timeparse.go_duration(raw) if raw is not None else None
             if seconds is None:
                 return None
-            return seconds, self.annotation_path(keys.GRACE_PERIOD), raw or ""
+            return seconds, self.annotation_path(keys.GRACE_PERIOD), f"{keys.GRACE_PERIOD} {raw}"
         if w.grace_explicit:
             return float(w.grace), w.grace_path, f"terminationGracePeriodSeconds {w.grace}"
         return float(w.grace), w.pod_path, f"the default terminationGracePeriodSeconds ({w.grace})"
