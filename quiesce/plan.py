@@ -1081,8 +1081,9 @@ class _Reader:
                 )
             return cmax, margin, grace, "annotation"
         need = fixed + cmax
-        seconds = _ceil_seconds(need)
-        margin += seconds * second - need  # rounding up to whole seconds goes to the margin
+        # Rounding up to whole seconds (at least 1: 0 means "kill now") goes to the margin.
+        seconds = max(1, _ceil_seconds(need))
+        margin += seconds * second - need
         source = "derived"
         if template_grace is not None and template_grace > seconds:
             self.notes.append(
