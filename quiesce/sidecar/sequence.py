@@ -138,7 +138,9 @@ class Sidecar:
         if self._task is None:
             self.metrics.sequences.labels(trigger=source).inc()
             log.info("Shutdown sequence started by %s.", source, extra={"trigger": source})
-            self._task = asyncio.create_task(self._run(source), name="quiesce-sequence")
+            # the timeline exists before the task runs, so calls in the same tick can join it
+            self.timeline = Timeline(trigger=source)
+            self._task = asyncio.create_task(self._run(self.timeline), name="quiesce-sequence")
         else:
             if self.timeline is not None:
                 self.timeline.join(source)
@@ -185,9 +187,7 @@ class Sidecar:
 
     # --- the sequence --------------------------------------------------------
 
-    async def _run(self, trigger: str) -> Timeline:
-        tl = Timeline(trigger=trigger)
-        self.timeline = tl
+    async def _run(self, tl: Timeline) -> Timeline:
         plan = self.settings.plan
         try:
             facts = await self._pod_facts(tl)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import pytest
 
-from .helpers import external_ip
+from .helpers import FakeContainer, external_ip
 
 
 @pytest.fixture
@@ -13,3 +16,18 @@ def ext_ip() -> str:
     ip = external_ip()
     assert not ip.startswith("127."), "tests need a non-loopback address on this machine"
     return ip
+
+
+@pytest.fixture
+def container() -> Iterator[Callable[..., FakeContainer]]:
+    """Factory: start argv as the main process of a fresh fake container."""
+    made: list[FakeContainer] = []
+
+    def make(argv: list[str], **popen: Any) -> FakeContainer:
+        c = FakeContainer(argv, **popen)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.stop()

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import os
+import secrets
+import signal
 import socket
+import subprocess
+import time
+from pathlib import Path
 from typing import Any
 
 from quiesce import plan as plan_module
@@ -74,3 +82,78 @@ def external_ip() -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.connect(("192.0.2.1", 9))  # no packet is sent for a UDP connect
         return str(s.getsockname()[0])
+
+
+APP = str(Path(__file__).with_name("app.py"))
+PIDS_CGROUP = Path("/sys/fs/cgroup/pids")
+
+
+class FakeContainer:
+    """Processes in a cgroup named after a container ID, as a runtime would place them.
+
+    The cgroup v1 ``pids`` hierarchy is writable here; the sidecar finds the app
+    by this ID in /proc/<pid>/cgroup exactly as it does in a pod.
+    """
+
+    def __init__(self, argv: list[str], *, cwd: str | None = None, **popen: Any) -> None:
+        self.id = secrets.token_hex(32)
+        self.cgroup = PIDS_CGROUP / "quiesce-tests" / f"cri-containerd-{self.id}.scope"
+        self.cgroup.mkdir(parents=True)
+        launcher = f'echo $$ > {self.cgroup}/cgroup.procs && exec "$@"'
+        self.proc = subprocess.Popen(["sh", "-c", launcher, "sh", *argv], cwd=cwd, **popen)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def pids(self) -> list[int]:
+        try:
+            return [int(p) for p in (self.cgroup / "cgroup.procs").read_text().split()]
+        except FileNotFoundError:
+            return []
+
+    def stop(self) -> None:
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        for _ in range(50):
+            try:
+                self.cgroup.rmdir()
+                return
+            except OSError:
+                time.sleep(0.05)
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {predicate}")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wall(iso: str) -> float:
+    """``/status`` timestamps back to epoch seconds."""
+    import datetime
+
+    return (
+        datetime.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ")
+        .replace(tzinfo=datetime.UTC)
+        .timestamp()
+    )
