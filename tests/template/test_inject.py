@@ -95,9 +95,17 @@ def test_the_env_contract_the_sidecar_reads() -> None:
     sidecar = sidecar_of(injected(p).pod_spec)
     env = env_of(sidecar)
     assert list(env) == [
-        "QUIESCE_PLAN", "QUIESCE_TOKEN", "POD_NAME", "POD_NAMESPACE", "POD_UID", "POD_IP",
-        "HOST_IP", "CONSUL_HTTP_ADDR", "QUIESCE_LOG_FORMAT", "QUIESCE_SIDECAR_MODE",
-    ]  # fmt: skip
+        "QUIESCE_PLAN",
+        "QUIESCE_TOKEN",
+        "POD_NAME",
+        "POD_NAMESPACE",
+        "POD_UID",
+        "POD_IP",
+        "HOST_IP",
+        "CONSUL_HTTP_ADDR",
+        "QUIESCE_LOG_FORMAT",
+        "QUIESCE_SIDECAR_MODE",
+    ]
     assert plan.ShutdownPlan.from_json(env["QUIESCE_PLAN"]) == p
     assert env["QUIESCE_TOKEN"] == "s3cret"
     assert env["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
@@ -135,9 +143,15 @@ def test_acl_token_and_ca_secrets_are_mounted_and_named_in_env() -> None:
     }
     assert all(m["readOnly"] for m in sidecar["volumeMounts"])
     assert spec["volumes"] == [
-        {"name": "quiesce-consul-token", "secret": {"secretName": "acl", "items": [{"key": "token", "path": "token"}]}},
-        {"name": "quiesce-consul-ca", "secret": {"secretName": "ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-    ]  # fmt: skip
+        {
+            "name": "quiesce-consul-token",
+            "secret": {"secretName": "acl", "items": [{"key": "token", "path": "token"}]},
+        },
+        {
+            "name": "quiesce-consul-ca",
+            "secret": {"secretName": "ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]},
+        },
+    ]
 
 
 def test_the_sidecar_is_locked_down_when_it_does_not_signal() -> None:
