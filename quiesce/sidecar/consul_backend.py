@@ -148,8 +148,8 @@ class ConsulBackend:
         if self._client is None:
             import consul.aio  # lazily: see module docstring
 
-            verify: bool | str = self.settings.verify
-            if self.settings.verify and self.settings.ca_file:
+            verify: bool | str = self.settings.verify and self.settings.scheme == "https"
+            if verify and self.settings.ca_file:
                 verify = self.settings.ca_file
             cert: Any = None
             if self.settings.client_cert:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
-from .helpers import FakeContainer, external_ip
+from .helpers import ConsulAPI, FakeContainer, external_ip
 
 
 @pytest.fixture
@@ -31,3 +32,20 @@ def container() -> Iterator[Callable[..., FakeContainer]]:
     yield make
     for c in made:
         c.stop()
+
+
+@pytest.fixture
+def consul_http_addr(request: pytest.FixtureRequest) -> str:
+    """The rig's real Consul agent ("IP:port")."""
+    env = os.environ.get("QUIESCE_TEST_CONSUL_ADDR")  # dev only, until the rig fixture lands
+    if env:
+        return env
+    agent = request.getfixturevalue("consul_agent")
+    return str(agent.http_addr)
+
+
+@pytest.fixture
+async def consul_api(consul_http_addr: str) -> AsyncIterator[ConsulAPI]:
+    api = ConsulAPI(consul_http_addr)
+    yield api
+    await api.cleanup()

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from quiesce import plan as plan_module
 from quiesce.sidecar import settings as settings_module
 
@@ -157,3 +159,62 @@ def wall(iso: str) -> float:
         .replace(tzinfo=datetime.UTC)
         .timestamp()
     )
+
+
+class ConsulAPI:
+    """Direct HTTP calls to the real Consul agent: what registrars (apps, consul-k8s) do."""
+
+    def __init__(self, addr: str) -> None:
+        self.addr = addr
+        self.base = f"http://{addr}"
+        self._session: aiohttp.ClientSession | None = None
+        self.registered: list[tuple[str, str]] = []  # (node or "", service id)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def _put(self, path: str, body: Any = None) -> None:
+        async with self.session.put(self.base + path, json=body) as resp:
+            assert resp.status == 200, (path, resp.status, await resp.text())
+
+    async def get(self, path: str) -> Any:
+        async with self.session.get(self.base + path) as resp:
+            assert resp.status == 200, (path, resp.status)
+            return await resp.json()
+
+    async def register_agent(self, **service: Any) -> str:
+        service.setdefault("ID", f"{service['Name']}-{secrets.token_hex(3)}")
+        await self._put("/v1/agent/service/register", service)
+        self.registered.append(("", service["ID"]))
+        return str(service["ID"])
+
+    async def register_catalog(self, node: str, address: str, **service: Any) -> str:
+        service.setdefault("ID", f"{service['Service']}-{secrets.token_hex(3)}")
+        await self._put(
+            "/v1/catalog/register", {"Node": node, "Address": address, "Service": service}
+        )
+        self.registered.append((node, service["ID"]))
+        return str(service["ID"])
+
+    async def agent_ids(self) -> set[str]:
+        return set(await self.get("/v1/agent/services"))
+
+    async def catalog_ids(self, name: str) -> set[tuple[str, str]]:
+        return {(e["Node"], e["ServiceID"]) for e in await self.get(f"/v1/catalog/service/{name}")}
+
+    async def passing_ids(self, name: str) -> set[str]:
+        entries = await self.get(f"/v1/health/service/{name}?passing=1")
+        return {e["Service"]["ID"] for e in entries}
+
+    async def cleanup(self) -> None:
+        for node, sid in self.registered:
+            if node:
+                await self._put("/v1/catalog/deregister", {"Node": node, "ServiceID": sid})
+            else:
+                async with self.session.put(f"{self.base}/v1/agent/service/deregister/{sid}"):
+                    pass
+        if self._session is not None:
+            await self._session.close()
