@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import re
+import shlex
 import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -907,7 +908,7 @@ class _Reader:
                     self.errors.append(
                         FieldError(
                             keys.EXEC_HOOK,
-                            _show(command),
+                            _command(command),
                             f'{keys.EXEC_HOOK}: "replace" to drop it (it is '
                             "restored on un-inject), or an httpGet or sleep "
                             "hook",
@@ -1241,6 +1242,13 @@ def _show(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
     except (TypeError, ValueError):
         return repr(value)
+
+
+def _command(command: Any) -> str:
+    """An exec command as a shell line when it is a list of strings (for messages)."""
+    if isinstance(command, list) and all(isinstance(part, str) for part in command):
+        return shlex.join(command)
+    return _show(command)
 
 
 def _scalar_text(value: Any) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import sys
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, TextIO
@@ -110,13 +111,19 @@ def run(args: argparse.Namespace) -> int:
                     results.append(result)
 
     public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
-    if args.output == "json":
-        json.dump(public, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    elif args.output == "yaml":
-        yaml.safe_dump(public, sys.stdout, sort_keys=False, width=100, allow_unicode=True)
-    else:
-        print_table(results, sys.stdout)
+    try:
+        if args.output == "json":
+            json.dump(public, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        elif args.output == "yaml":
+            yaml.safe_dump(public, sys.stdout, sort_keys=False, width=100, allow_unicode=True)
+        else:
+            print_table(results, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `quiesce plan ... | head`: the reader left; exit quietly as other CLIs do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     failed = sum(1 for r in results if r["status"] == "error")
     if failed:
         print(f"quiesce plan: {failed} of {len(results)} workloads have errors", file=sys.stderr)

@@ -377,7 +377,7 @@ def test_hook_timeout_counts_only_when_there_is_a_hook() -> None:
 def test_an_exec_hook_is_an_error_unless_replaced() -> None:
     spec = web_with_prestop({"exec": {"command": ["/app/drain", "--now"]}})
     assert errors_of(INJECT, spec) == [
-        'quiesce.dev/exec-hook: "[\\"/app/drain\\", \\"--now\\"]" is the preStop exec of container '
+        'quiesce.dev/exec-hook: "/app/drain --now" is the preStop exec of container '
         '"app", which the sidecar cannot run; expected quiesce.dev/exec-hook: "replace" to drop '
         "it (it is restored on un-inject), or an httpGet or sleep hook"
     ]

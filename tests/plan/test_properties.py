@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quiesce import durations, plan
+from quiesce import annotations, durations, plan
 
 from .specs import web
 
@@ -21,7 +21,7 @@ JSON = st.recursive(
     max_leaves=12,
 )
 KEYS = st.sampled_from(
-    [plan.keys.PREFIX + key for key in plan.USER_KEYS]
+    [annotations.PREFIX + key for key in plan.USER_KEYS]
     + ["state.quiesce.dev/plan-hash", "quiesce.dev/bogus", "quiesce.dev/", "app.kubernetes.io/name"]
 ) | st.text(max_size=20)
 TYPICAL = st.sampled_from(
