@@ -44,6 +44,7 @@ PRESTOP_PATH: Final = "/prestop"
 MAX_DURATION: Final = 6 * durations.HOUR
 
 SIDECAR_MODES: Final = ("auto", "native", "container")
+GRACE_SOURCES: Final = ("derived", "annotation", "template")
 
 # Linux signal numbers (pods run Linux whatever the host running `quiesce plan` is).
 SIGNALS: Final[dict[str, int]] = {
@@ -1436,8 +1437,8 @@ def _plan_from_dict(data: Any) -> ShutdownPlan:
     if errors:
         raise PlanFormatError(errors)
 
-    def bad(name: str, expected: str) -> None:
-        errors.append(FieldError(f"plan.{name}", _show(data[name]), expected, "has the wrong type"))
+    def bad(name: str, expected: str, problem: str = "has the wrong type") -> None:
+        errors.append(FieldError(f"plan.{name}", _show(data[name]), expected, problem))
 
     def number(value: Any) -> bool:
         return (
@@ -1462,9 +1463,13 @@ def _plan_from_dict(data: Any) -> ShutdownPlan:
     for name in ("shutdown_url",):
         if data[name] is not None and not isinstance(data[name], str):
             bad(name, "a string or null")
-    for name in ("grace_source", "sidecar_mode"):
-        if not isinstance(data[name], str):
-            bad(name, "a string")
+    for name, choices in (("grace_source", GRACE_SOURCES), ("sidecar_mode", SIDECAR_MODES)):
+        if data[name] not in choices:
+            bad(name, " or ".join(choices), "is not a choice")
+    if integer(data["port"]) and not 1 <= data["port"] <= 65535:
+        bad("port", "a port from 1 to 65535", "is out of range")
+    if integer(data["signal"]) and not 1 <= data["signal"] <= MAX_SIGNAL:
+        bad("signal", f"a signal number from 1 to {MAX_SIGNAL}", "is out of range")
     for name in ("exec_hook_replaced", "auto_upgrade"):
         if not isinstance(data[name], bool):
             bad(name, "true or false")

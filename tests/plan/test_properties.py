@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quiesce import annotations, durations, plan
+from quiesce import annotations, config, durations, plan
 
 from .specs import web
 
@@ -184,3 +185,28 @@ def test_an_explicit_grace_is_exact_or_an_error(grace: int, margin: str) -> None
         return
     assert p.grace_period_seconds == grace
     assert p.converge_max >= p.converge_min
+
+
+@settings(max_examples=200)
+@given(st.dictionaries(st.sampled_from(["plan", "sidecar", "consul", "operator"]), JSON) | JSON)
+def test_any_configuration_loads_or_raises_a_config_error(data: Any) -> None:
+    try:
+        config.load_config(data if isinstance(data, dict) else {"plan": data})
+    except config.ConfigError as exc:
+        assert exc.errors
+
+
+@settings(max_examples=200)
+@given(st.data())
+def test_any_tampering_with_a_serialised_plan_is_a_format_error_or_a_valid_plan(
+    data: st.DataObject,
+) -> None:
+    serialised = json.loads(plan.build_plan({}, web()).to_json())
+    key = data.draw(st.sampled_from(sorted(serialised)))
+    serialised[key] = data.draw(JSON)
+    try:
+        p = plan.ShutdownPlan.from_json(json.dumps(serialised))
+    except plan.PlanFormatError as exc:
+        assert exc.errors
+        return
+    assert plan.ShutdownPlan.from_json(p.to_json()) == p

@@ -94,3 +94,21 @@ def test_garbage_is_a_format_error(text: str) -> None:
 def test_a_plan_cannot_be_built_without_its_identity() -> None:
     with pytest.raises(ValueError, match="does not add up"):
         dataclasses.replace(default_plan(), margin=0.0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("port", 0, 'plan.port: "0" is out of range; expected a port from 1 to 65535'),
+        ("signal", 99, 'plan.signal: "99" is out of range; expected a signal number from 1 to 64'),
+        (
+            "sidecar_mode",
+            "pod",
+            'plan.sidecar_mode: "pod" is not a choice; expected auto or native or container',
+        ),
+    ],
+)
+def test_out_of_range_values_are_refused(field: str, value: object, message: str) -> None:
+    data = json.loads(default_plan().to_json())
+    data[field] = value
+    assert format_error(json.dumps(data)) == [message]
