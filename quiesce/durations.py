@@ -34,7 +34,7 @@ _UNITS: Final[dict[str, int]] = {
 
 # One "<number><unit>" term: digits with an optional fraction (either side may be empty,
 # not both), then the unit. Go's parser accepts exactly these terms.
-_TERM: Final = re.compile(r"(\d*)(?:\.(\d*))?(ns|us|µs|μs|ms|s|m|h)")
+_TERM: Final = re.compile(r"([0-9]*)(?:\.([0-9]*))?(ns|us|µs|μs|ms|s|m|h)")
 
 
 class DurationError(ValueError):

@@ -47,39 +47,15 @@ SIDECAR_MODES: Final = ("auto", "native", "container")
 GRACE_SOURCES: Final = ("derived", "annotation", "template")
 
 # Linux signal numbers (pods run Linux whatever the host running `quiesce plan` is).
+# fmt: off
 SIGNALS: Final[dict[str, int]] = {
-    "HUP": 1,
-    "INT": 2,
-    "QUIT": 3,
-    "ILL": 4,
-    "TRAP": 5,
-    "ABRT": 6,
-    "BUS": 7,
-    "FPE": 8,
-    "KILL": 9,
-    "USR1": 10,
-    "SEGV": 11,
-    "USR2": 12,
-    "PIPE": 13,
-    "ALRM": 14,
-    "TERM": 15,
-    "STKFLT": 16,
-    "CHLD": 17,
-    "CONT": 18,
-    "STOP": 19,
-    "TSTP": 20,
-    "TTIN": 21,
-    "TTOU": 22,
-    "URG": 23,
-    "XCPU": 24,
-    "XFSZ": 25,
-    "VTALRM": 26,
-    "PROF": 27,
-    "WINCH": 28,
-    "IO": 29,
-    "PWR": 30,
-    "SYS": 31,
+    "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "BUS": 7, "FPE": 8,
+    "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15,
+    "STKFLT": 16, "CHLD": 17, "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21, "TTOU": 22,
+    "URG": 23, "XCPU": 24, "XFSZ": 25, "VTALRM": 26, "PROF": 27, "WINCH": 28, "IO": 29,
+    "PWR": 30, "SYS": 31,
 }
+# fmt: on
 #: Signals that cannot stop an app gracefully: KILL is what the grace period avoids,
 #: STOP/TSTP/TTIN/TTOU freeze the process until SIGKILL.
 UNGRACEFUL_SIGNALS: Final = frozenset({9, 19, 20, 21, 22})
@@ -92,8 +68,8 @@ _SLEEP_BINARIES: Final = frozenset({"sleep", "/bin/sleep", "/usr/bin/sleep"})
 _SHELLS: Final = frozenset(
     {"sh", "/bin/sh", "/usr/bin/sh", "bash", "/bin/bash", "/usr/bin/bash", "ash", "/bin/ash"}
 )
-_SLEEP_ARG: Final = re.compile(r"(\d+(?:\.\d+)?)([smh]?)")
-_SLEEP_SCRIPT: Final = re.compile(r"\s*(?:exec\s+)?sleep\s+(\d+(?:\.\d+)?[smh]?)\s*;?\s*")
+_SLEEP_ARG: Final = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smh]?)")
+_SLEEP_SCRIPT: Final = re.compile(r"\s*(?:exec\s+)?sleep\s+([0-9]+(?:\.[0-9]+)?[smh]?)\s*;?\s*")
 _HTTP_URL: Final = re.compile(r"https?://[^\s/?#]+(?:[/?#]\S*)?")
 
 
@@ -604,7 +580,7 @@ class _Reader:
         port = self._port(spec)
         long_lived = self._long_lived_ports(spec, targets)
         probe_ports = tuple(sorted({p for name in targets for p in spec.probe_ports(name)}))
-        facts = self._hooks(spec, targets, exec_replace, port)
+        facts = self._hooks(spec, targets, exec_replace)
 
         values = (dereg, cmin, cmax, quiet, hook_timeout, drain, margin)
         if self.errors or any(v is None for v in values) or facts is None:
@@ -860,7 +836,7 @@ class _Reader:
         return tuple(sorted(ports))
 
     def _hooks(
-        self, spec: _Spec, targets: tuple[str, ...], exec_replace: bool, port: int
+        self, spec: _Spec, targets: tuple[str, ...], exec_replace: bool
     ) -> tuple[int, KeptHook | None] | None:
         """Existing preStop hooks of the targets: (sleep absorbed in ns, kept httpGet)."""
         sleep_ns = 0
@@ -964,7 +940,6 @@ class _Reader:
                         "is not a hook quiesce knows",
                     )
                 )
-        del port
         return (sleep_ns, kept) if ok else None
 
     def _converge(self, cmin: int, cmax: int, quiet: int, sleep_ns: int) -> tuple[int, int]:
@@ -1285,7 +1260,7 @@ def _parse_duration_field(name: str, raw: str, errors: list[FieldError]) -> int 
     except durations.DurationError:
         text = raw.strip()
         expected = _DURATION_EXPECTED
-        if re.fullmatch(r"\d+(\.\d+)?", text):
+        if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
             expected += f' (did you mean "{text}s"?)'
         errors.append(FieldError(name, raw, expected, "is not a duration"))
         return None
