@@ -78,3 +78,8 @@ def test_parse_raises_only_its_own_error(text: str) -> None:
 def test_huge_digit_strings_are_out_of_range_not_a_crash() -> None:
     with pytest.raises(durations.DurationError, match="out of range"):
         durations.parse("9" * 5000 + "s")
+
+
+def test_one_nanosecond_past_int64_is_out_of_range_as_in_go() -> None:
+    with pytest.raises(durations.DurationError, match="out of range"):
+        durations.parse("2562047h47m16.854775808s")
