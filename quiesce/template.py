@@ -163,6 +163,12 @@ def inject(
         raise InjectionError(
             f"the pod spec already has a {SIDECAR_NAME} container; restore it before injecting"
         )
+    if not native and pod_spec.get("restartPolicy") in ("Never", "OnFailure"):
+        # A regular sidecar container never exits, so a Job's pod would never complete.
+        raise InjectionError(
+            f"restartPolicy {pod_spec['restartPolicy']} (a Job's pod) needs a native sidecar: a "
+            "regular sidecar container would keep the pod running after the app is done"
+        )
     spec: dict[str, Any] = copy.deepcopy(dict(pod_spec))
     containers = spec.get("containers")
     if not isinstance(containers, list):

@@ -342,3 +342,10 @@ def test_restore_after_inject_is_the_identity(
     assert json.dumps(spec) == original, "the input is untouched"
     record = json.loads(json.dumps(result.replaced))
     assert json.dumps(template.restore(result.pod_spec, record)) == original
+
+
+def test_a_job_pod_cannot_get_a_regular_sidecar_container() -> None:
+    job = {**SPEC, "restartPolicy": "Never"}
+    with pytest.raises(template.InjectionError, match="needs a native sidecar"):
+        injected(spec=job, native=False)
+    assert sidecar_of(injected(spec=job, native=True).pod_spec)["restartPolicy"] == "Always"
