@@ -188,29 +188,53 @@ class ShutdownPlan:
     """
 
     version: int
+    """Serialised format version (:data:`FORMAT_VERSION`)."""
     deregister_timeout: float
+    """Budget for Consul maintenance + deregistration, retries included."""
     converge_min: float
+    """Floor: the sidecar never ends convergence sooner (includes ``sleep_absorbed``)."""
     converge_max: float
+    """Ceiling: convergence ends here even if traffic never stops (its budget)."""
     quiet_window: float
+    """Minimum silence that counts as "load balancers stopped"; lengthened by ``epsilon``."""
     kept_hook_timeout: float
+    """Budget for calling ``kept_hook``; 0 when there is none."""
     drain_timeout: float
+    """Budget for waiting on in-flight requests; 0 = no drain."""
     margin: float
+    """What is left after the signal (and drain) for the app to exit before SIGKILL."""
     grace_period_seconds: int
-    grace_source: str  # "derived" | "annotation" | "template"
-    template_grace: int | None  # terminationGracePeriodSeconds the template had
+    """terminationGracePeriodSeconds: exactly the sum of the five budgets above."""
+    grace_source: str
+    """Where the grace comes from: ``derived``, ``annotation`` or ``template`` (kept)."""
+    template_grace: int | None
+    """terminationGracePeriodSeconds the template had before injection, if any."""
     signal: int | None
+    """Signal the sidecar sends to the app; None = return the hook, the kubelet signals."""
     shutdown_url: str | None
+    """URL the sidecar POSTs to instead of signalling; None = not used."""
     containers: tuple[str, ...]
+    """Target containers: the ones with the hook, and whose processes get ``signal``."""
     port: int
+    """The sidecar's port (``/prestop``, ``/healthz``, ``/readyz``, ``/status``, ``/metrics``)."""
     consul_services: tuple[str, ...]
+    """Consul service names or IDs to deregister; empty = every instance of this pod."""
     long_lived_ports: tuple[int, ...]
+    """Ports where quiet means "no new connections" (streams never stop sending bytes)."""
     probe_ports: tuple[int, ...]
+    """Ports named in the targets' probes: the node's connections to them are not traffic."""
     kept_hook: KeptHook | None
+    """The app's own preStop httpGet, called by the sidecar after convergence."""
     sleep_absorbed: float
+    """Seconds of an old preStop sleep folded into ``converge_min`` (0 = none)."""
     exec_hook_replaced: bool
+    """An app preStop exec was dropped (``quiesce.dev/exec-hook: replace``)."""
     sidecar_mode: str
+    """``auto``, ``native`` or ``container`` as asked; :mod:`quiesce.template` resolves auto."""
     auto_upgrade: bool
+    """May a new quiesce release move this workload to its sidecar image?"""
     epsilon: float
+    """Accepted miss probability of the adaptive quiet window: ``ln(1/epsilon)/rate``."""
     notes: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 
     def __post_init__(self) -> None:
