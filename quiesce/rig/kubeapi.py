@@ -22,16 +22,24 @@ class ApiError(Exception):
 
 
 class ApiClient:
-    def __init__(self, server: str, *, ca: Path, cert: Path | None = None,
-                 key: Path | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        server: str,
+        *,
+        ca: Path,
+        cert: Path | None = None,
+        key: Path | None = None,
+        timeout: float = 10.0,
+    ) -> None:
         self.server = server.rstrip("/")
         self.timeout = timeout
         self._ssl = ssl.create_default_context(cafile=str(ca))
         if cert is not None:
             self._ssl.load_cert_chain(str(cert), str(key) if key else None)
 
-    def request(self, method: str, path: str, body: Any = None, *,
-                content_type: str = "application/json") -> Any:
+    def request(
+        self, method: str, path: str, body: Any = None, *, content_type: str = "application/json"
+    ) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.server + path, data=data, method=method)
         if data is not None:

@@ -24,10 +24,10 @@ from typing import Any, Final
 
 from quiesce.rig import errors
 
-RIG_RANGE: Final = ipaddress.ip_network("198.18.0.0/15")
+RIG_RANGE: Final = ipaddress.IPv4Network("198.18.0.0/15")
 # Bridges take /24s from the lower half; each rig's service CIDR is the /24 at
 # the same offset in the upper half, so two rigs never collide on either.
-BRIDGE_RANGE: Final = ipaddress.ip_network("198.18.0.0/16")
+BRIDGE_RANGE: Final = ipaddress.IPv4Network("198.18.0.0/16")
 LOCK_FILE: Final = Path("/run/quiesce-rig.lock")
 
 
@@ -125,7 +125,7 @@ class RigNetwork:
         self.bridge = f"{self.prefix}br"
         hosts = list(subnet.hosts())
         self.host_ip = str(hosts[0])
-        self.service_cidr = ipaddress.ip_network((int(subnet.network_address) + (1 << 16), 24))
+        self.service_cidr = ipaddress.IPv4Network((int(subnet.network_address) + (1 << 16), 24))
         self._free = [str(h) for h in hosts[1:]]
         self._next_index = 0
         self.namespaces: dict[str, Namespace] = {}

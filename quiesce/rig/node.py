@@ -48,26 +48,46 @@ def node_object(name: str, ip: str, kubelet_version: str) -> dict[str, Any]:
 def _status(ip: str, name: str, kubelet_version: str, capacity: dict[str, str]) -> dict[str, Any]:
     now = _now()
     conditions = [
-        {"type": t, "status": "False", "reason": f"KubeletHas{r}", "message": m,
-         "lastHeartbeatTime": now, "lastTransitionTime": now}
+        {
+            "type": t,
+            "status": "False",
+            "reason": f"KubeletHas{r}",
+            "message": m,
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }
         for t, r, m in (
             ("MemoryPressure", "SufficientMemory", "rig node has sufficient memory"),
             ("DiskPressure", "NoDiskPressure", "rig node has no disk pressure"),
             ("PIDPressure", "SufficientPID", "rig node has sufficient PID available"),
         )
     ]
-    conditions.append({"type": "Ready", "status": "True", "reason": "KubeletReady",
-                       "message": "quiesce rig node is posting ready status",
-                       "lastHeartbeatTime": now, "lastTransitionTime": now})
+    conditions.append(
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": "KubeletReady",
+            "message": "quiesce rig node is posting ready status",
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }
+    )
     return {
         "capacity": capacity,
         "allocatable": capacity,
         "conditions": conditions,
         "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
         "nodeInfo": {
-            "kubeletVersion": kubelet_version, "kubeProxyVersion": "", "osImage": "quiesce rig",
-            "operatingSystem": "linux", "architecture": "amd64", "containerRuntimeVersion": "rig://0",
-            "kernelVersion": "", "machineID": "", "systemUUID": "", "bootID": "",
+            "kubeletVersion": kubelet_version,
+            "kubeProxyVersion": "",
+            "osImage": "quiesce rig",
+            "operatingSystem": "linux",
+            "architecture": "amd64",
+            "containerRuntimeVersion": "rig://0",
+            "kernelVersion": "",
+            "machineID": "",
+            "systemUUID": "",
+            "bootID": "",
         },
     }
 
@@ -100,7 +120,9 @@ def renew_lease(api: kubeapi.ApiClient, name: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Register the rig's Node and keep its Lease fresh.")
+    parser = argparse.ArgumentParser(
+        description="Register the rig's Node and keep its Lease fresh."
+    )
     parser.add_argument("--server", required=True)
     parser.add_argument("--ca", type=Path, required=True)
     parser.add_argument("--cert", type=Path, required=True)

@@ -1,0 +1,116 @@
+"""A small, well-behaved HTTP app for the rig's pods.
+
+It answers every GET and POST with its own name (so a test can see which
+instance served a request), sleeps ``?delay=<ms>`` first when asked (slow
+requests in flight), and on SIGTERM stops accepting, finishes what is in
+flight and exits, as a graceful app does. With ``--consul`` it registers
+itself (HTTP check, ``DeregisterCriticalServiceAfter``) once it listens and
+deregisters itself on SIGTERM, as Spring Cloud Consul does.
+Run as ``python -m quiesce.rig.testapp``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: AppServer
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self) -> None:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        delay_ms = float(query.get("delay", ["0"])[0])
+        if delay_ms > 0:
+            time.sleep(delay_ms / 1000)
+        body = (self.server.name + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = _answer
+    do_POST = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class AppServer(ThreadingHTTPServer):
+    daemon_threads = False  # in-flight requests finish before exit
+    block_on_close = True
+
+    def __init__(self, address: tuple[str, int], name: str) -> None:
+        super().__init__(address, Handler)
+        self.name = name
+
+
+def _consul(addr: str, method: str, path: str, body: object = None) -> None:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"http://{addr}{path}", data=data, method=method)
+    urllib.request.urlopen(req, timeout=5).read()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--bind", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--consul", help="Consul agent address host:port to register with")
+    parser.add_argument("--service", default="web", help="Consul service name")
+    parser.add_argument("--address", help="address to register (the pod IP)")
+    args = parser.parse_args(argv)
+
+    server = AppServer((args.bind, args.port), args.name)
+    service_id = f"{args.service}-{args.name}"
+    if args.consul:
+        address = args.address or args.bind
+        _consul(
+            args.consul,
+            "PUT",
+            "/v1/agent/service/register",
+            {
+                "ID": service_id,
+                "Name": args.service,
+                "Address": address,
+                "Port": args.port,
+                "Meta": {"pod-name": args.name},
+                "Check": {
+                    "HTTP": f"http://{address}:{args.port}/",
+                    "Interval": "1s",
+                    "DeregisterCriticalServiceAfter": "10s",
+                },
+            },
+        )
+
+    def on_sigterm(*_: object) -> None:
+        if args.consul:
+            try:
+                _consul(args.consul, "PUT", f"/v1/agent/service/deregister/{service_id}")
+            except OSError as exc:
+                print(f"deregistration failed: {exc}", file=sys.stderr, flush=True)
+        # shutdown() blocks until serve_forever returns: call it off the main thread.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    print(f"{args.name} listening on {args.bind}:{args.port}", flush=True)
+    server.serve_forever(poll_interval=0.05)
+    server.server_close()  # joins in-flight request threads
+    print(f"{args.name} drained and exiting", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

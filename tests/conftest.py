@@ -1,0 +1,75 @@
+"""Fixtures shared by every test: the real-component rig, started once.
+
+The rig (etcd, kube-apiserver, controller-manager, scheduler, a Consul agent,
+a bridge network) is started lazily by the first test that asks for it and
+stopped at the end of the session. Its work directory, with every
+component's log, is kept under ``rig-logs/`` when a test failed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from quiesce.rig import consul, network, rig
+
+REPO = Path(__file__).resolve().parent.parent
+RIG_LOGS = REPO / "rig-logs"
+_failed = False
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    global _failed
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        _failed = True
+
+
+@pytest.fixture(scope="session")
+def rig_instance() -> Iterator[rig.Rig]:
+    """The whole rig, shared by the session. Missing binaries fail with how to build them."""
+    workdir = RIG_LOGS / time.strftime("%Y%m%d-%H%M%S")
+    r = rig.Rig.start(workdir)
+    yield r
+    r.stop()
+    if not _failed:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"\nrig logs kept in {workdir}/logs")
+
+
+@pytest.fixture(scope="session")
+def rig_network(rig_instance: rig.Rig) -> network.RigNetwork:
+    return rig_instance.network
+
+
+@pytest.fixture(scope="session")
+def consul_agent(rig_instance: rig.Rig) -> consul.ConsulAgent:
+    assert rig_instance.consul is not None
+    return rig_instance.consul
+
+
+_sandbox_names = itertools.count(1)
+
+
+@pytest.fixture
+def pod_sandbox(rig_network: network.RigNetwork) -> Iterator[Callable[[str], network.PodSandbox]]:
+    """A factory of pod sandboxes (netns + IP); every one is removed after the test."""
+    made: list[network.PodSandbox] = []
+
+    def make(name: str = "pod") -> network.PodSandbox:
+        sandbox = rig_network.sandbox(f"{name}{next(_sandbox_names)}")
+        made.append(sandbox)
+        return sandbox
+
+    yield make
+    for sandbox in made:
+        if sandbox.name in rig_network.namespaces:
+            sandbox.remove()
