@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 
 import pytest
+import yaml
 
 from quiesce.lint import loader
 
@@ -109,3 +110,18 @@ def test_deep_nesting_is_an_input_error_not_a_crash() -> None:
     loaded = loader.load_text(text, "deep.yaml")
     assert loaded.manifests == []
     assert len(loaded.errors) == 1
+
+
+def test_anchors_merge_keys_and_typed_scalars_read_as_the_safe_loader_reads_them() -> None:
+    text = """\
+kind: Deployment
+metadata: &meta {name: web, labels: {app: web}}
+defaults: &defaults {replicas: 3, paused: false, ratio: 0.5, empty: null, when: 2024-01-01}
+spec:
+  <<: *defaults
+  template:
+    metadata: *meta
+"""
+    [manifest] = loader.load_text(text, "in.yaml").manifests
+    assert manifest.obj == yaml.safe_load(text)
+    assert manifest.obj["spec"]["replicas"] == 3

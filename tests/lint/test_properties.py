@@ -162,6 +162,18 @@ def test_arbitrary_yaml_streams_load_and_lint(objs: list[Any]) -> None:
 
 
 @SETTINGS
+@given(st.lists(anything, max_size=4))
+def test_fast_loader_builds_what_the_safe_loader_builds(values: list[Any]) -> None:
+    text = yaml.safe_dump_all(values)
+    wrapped = [{"kind": "Thing", "value": v} for v in values]
+    loaded = loader.load_text(yaml.safe_dump_all(wrapped), "gen.yaml")
+    assert [m.obj for m in loaded.manifests] == list(
+        yaml.safe_load_all(yaml.safe_dump_all(wrapped))
+    )
+    assert list(yaml.safe_load_all(text)) == values
+
+
+@SETTINGS
 @given(st.text(max_size=300))
 def test_arbitrary_text_is_read_or_reported(text: str) -> None:
     loaded = loader.load_text(text, "gen.yaml")
