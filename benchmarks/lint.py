@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 import yaml
 
@@ -123,8 +124,7 @@ def generate(objects: int) -> str:
     return yaml.safe_dump_all(docs[:objects], sort_keys=False)
 
 
-def best(runs: int, fn: object) -> float:
-    assert callable(fn)
+def best(runs: int, fn: Callable[[], object]) -> float:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
@@ -151,6 +151,7 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
 
+    load = os.getloadavg()[0]
     text = generate(args.objects)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "platform.yaml")
@@ -175,9 +176,10 @@ def main() -> int:
             f" {args.objects:,} objects ({len(text) / 1e6:.1f} MB of YAML, one stream),"
             f" {len(report.findings):,} findings; best of {args.repeat}.",
             "",
-            f"- machine: {os.cpu_count()} CPUs (nproc), {cpu_model()};"
+            f"- machine: {len(os.sched_getaffinity(0))} CPUs (nproc), {cpu_model()};"
             f" Python {platform.python_version()}, PyYAML"
-            f" {yaml.__version__} ({'libyaml' if yaml.__with_libyaml__ else 'pure Python'})",
+            f" {yaml.__version__} ({'libyaml' if yaml.__with_libyaml__ else 'pure Python'});"
+            f" load average {load:.1f} at the start (other builds share the CPUs)",
             "",
             "| measured | seconds |",
             "|---|---|",
