@@ -250,37 +250,48 @@ def _check(stages: Sequence[Stage], ref: findings.ObjectRef, path: str) -> list[
             findings.Finding(rule_id, rule.severity, ref, None, field, message, fix, location)
         )
 
-    # QL001: what becomes PID 1. A shell-form ENTRYPOINT ignores CMD entirely.
-    for ins in (final.entrypoint, final.cmd):
-        if ins is None:
-            continue
-        argv = exec_form(ins.value)
-        if argv is None:
-            if not commands.script_forwards_signal(ins.value):
-                quoted = ins.value.strip().startswith("[")
-                report(
-                    "QL001",
-                    ins.line,
-                    ins.keyword,
-                    (
-                        f"shell form `{ins.keyword} {ins.value.strip()[:60]}` runs /bin/sh -c as"
-                        " PID 1; SIGTERM reaches the shell, not the app"
-                        + (" (not valid JSON, so Docker treats it as shell form)" if quoted else "")
-                    ),
-                    f'use the exec form: {ins.keyword} ["app", "arg", ...] (double quotes)',
-                )
-        else:
-            script = commands.shell_script(argv)
-            if script is not None and not commands.script_forwards_signal(script):
-                report(
-                    "QL001",
-                    ins.line,
-                    ins.keyword,
-                    f"`{' '.join(argv[:2])} ...` runs the app under a shell without `exec`",
-                    "start the script's last command with `exec`, or run the app directly",
-                )
-        if ins is final.entrypoint and argv is None:
-            break  # a shell-form ENTRYPOINT ignores CMD
+    # QL001: what becomes PID 1. A shell-form ENTRYPOINT ignores CMD entirely;
+    # an exec-form ENTRYPOINT gets an exec-form CMD appended as arguments.
+    entrypoint, cmd = final.entrypoint, final.cmd
+    ep_argv = exec_form(entrypoint.value) if entrypoint is not None else None
+    cmd_argv = exec_form(cmd.value) if cmd is not None else None
+
+    def shell_form(ins: Instruction) -> None:
+        if commands.script_forwards_signal(ins.value):
+            return
+        quoted = ins.value.strip().startswith("[")
+        report(
+            "QL001",
+            ins.line,
+            ins.keyword,
+            (
+                f"shell form `{ins.keyword} {ins.value.strip()[:60]}` runs /bin/sh -c as"
+                " PID 1; SIGTERM reaches the shell, not the app"
+                + (" (not valid JSON, so Docker treats it as shell form)" if quoted else "")
+            ),
+            f'use the exec form: {ins.keyword} ["app", "arg", ...] (double quotes)',
+        )
+
+    def shell_script(ins: Instruction, argv: list[str]) -> None:
+        script = commands.shell_script(argv)
+        if script is not None and not commands.script_forwards_signal(script):
+            report(
+                "QL001",
+                ins.line,
+                ins.keyword,
+                f"`{' '.join(argv[:2])} ...` runs the app under a shell without `exec`",
+                "start the script's last command with `exec`, or run the app directly",
+            )
+
+    if entrypoint is not None and ep_argv is None:
+        shell_form(entrypoint)
+    else:
+        if entrypoint is not None and ep_argv is not None:
+            shell_script(entrypoint, ep_argv + (cmd_argv or []))
+        if cmd is not None and cmd_argv is None:
+            shell_form(cmd)
+        elif cmd is not None and cmd_argv is not None and entrypoint is None:
+            shell_script(cmd, cmd_argv)
 
     # QL004: nginx in the image, stopped by something other than SIGQUIT.
     runs_nginx = any(

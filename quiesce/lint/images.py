@@ -21,18 +21,9 @@ _OFFICIAL_NGINX: Final = frozenset({"nginx", "library/nginx", "nginxinc/nginx-un
 
 def stops_with_sigquit(image: str) -> bool | None:
     """None: not nginx. True: an official image known to set STOPSIGNAL SIGQUIT."""
-    ref = image.split("@", 1)[0]
-    tag = ""
-    last = ref.rsplit("/", 1)[-1]
-    if ":" in last:
-        ref, tag = ref.rsplit(":", 1)
-    parts = ref.split("/")
-    registry = ""
-    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
-        registry, parts = parts[0], parts[1:]
-    if not parts or parts[-1] not in NGINX_NAMES:
+    registry, repo, tag = _parse(image)
+    if repo.rsplit("/", 1)[-1] not in NGINX_NAMES:
         return None
-    repo = "/".join(parts)
     if registry in _DOCKER_HUB and repo in _OFFICIAL_NGINX:
         version = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", tag)
         if version is None:
@@ -42,3 +33,22 @@ def stops_with_sigquit(image: str) -> bool | None:
     if registry == "public.ecr.aws" and repo == "nginx/nginx":
         return True
     return registry in _DOCKER_HUB and repo == "openresty/openresty"
+
+
+def is_official_nginx(image: str) -> bool:
+    registry, repo, _ = _parse(image)
+    return registry in _DOCKER_HUB and repo in _OFFICIAL_NGINX
+
+
+def _parse(image: str) -> tuple[str, str, str]:
+    """``(registry, repository, tag)``; Docker Hub's registry is ``""``."""
+    ref = image.split("@", 1)[0]
+    tag = ""
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last:
+        ref, tag = ref.rsplit(":", 1)
+    parts = ref.split("/")
+    registry = ""
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        registry, parts = parts[0], parts[1:]
+    return registry, "/".join(parts), tag

@@ -249,7 +249,7 @@ class Checker:
     # QL001
     def shell_form(self, c: workloads.Container) -> None:
         command, args = c.strings("command"), c.strings("args")
-        argv = command + args if command else []
+        argv = command + args  # without a command, args go to the image's entrypoint
         script = commands.shell_script(argv)
         if script is None or commands.script_forwards_signal(script):
             return
@@ -329,11 +329,12 @@ class Checker:
         signal = (self.workload.annotation(keys.SIGNAL) or "").strip().upper()
         if self.workload.injected and signal in _QUIT:
             return
-        why = (
-            f"lifecycle.stopSignal is {stop_signal}"
-            if stop_signal
-            else f"image {c.image!r} is not known to set STOPSIGNAL SIGQUIT"
-        )
+        if stop_signal:
+            why = f"lifecycle.stopSignal is {stop_signal}"
+        elif images.is_official_nginx(c.image):
+            why = f"official nginx images before 1.19.5 ({c.image!r}) stop with SIGTERM"
+        else:
+            why = f"image {c.image!r} is not known to set STOPSIGNAL SIGQUIT"
         self.report(
             "QL004",
             container=c,

@@ -35,8 +35,8 @@ def to_table(report: findings.Report) -> str:
     for finding in report.findings:
         groups.setdefault((finding.location.path, finding.obj), []).append(finding)
     for (_, obj), group in groups.items():
-        first = group[0].location
-        lines.append(f"{obj}  ({first})")
+        group.sort(key=lambda f: (f.location.line or 0, f.rule_id))
+        lines.append(f"{obj}  ({group[0].location})")
         for f in group:
             where = f"container {f.container!r}, " if f.container is not None else ""
             lines.append(f"  {f.severity.value.upper():<8}{f.rule_id}  line {f.location.line}")

@@ -179,3 +179,27 @@ def test_dockerfile_heredoc_must_be_closed() -> None:
     [error] = result.errors
     assert error.location.line == 2
     assert "never closed" in error.message
+
+
+@pytest.mark.parametrize(
+    ("lines", "fires_on"),
+    [
+        (['ENTRYPOINT ["sh", "-c"]', 'CMD ["python app.py"]'], "ENTRYPOINT"),
+        (['ENTRYPOINT ["tini", "--"]', 'CMD ["python", "app.py"]'], None),
+        (['ENTRYPOINT ["tini", "--"]', "CMD python app.py"], "CMD"),
+        (['CMD ["/bin/bash", "-c", "exec python app.py"]'], None),
+    ],
+)
+def test_dockerfile_entrypoint_and_cmd_are_read_together(
+    lines: list[str], fires_on: str | None
+) -> None:
+    raw = ("FROM python:3.12\n" + "\n".join(lines) + "\n").encode()
+    found = dockerfile.lint_bytes(raw, "Dockerfile").found
+    assert [f.field for f in found] == ([fires_on] if fires_on else [])
+
+
+def test_shell_in_args_without_command_is_reported() -> None:
+    found = lint_yaml(deployment(container="args: [sh, -c, 'node server.js']"))
+    assert [(f.rule_id, f.field) for f in found] == [
+        ("QL001", "spec.template.spec.containers[0].args")
+    ]
