@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "up":
             binaries.ensure_all()
             started = time.monotonic()
-            r = rig.Rig.start(kubernetes=not args.no_kubernetes)
+            r = rig.Rig.start(rig.detached_workdir(), kubernetes=not args.no_kubernetes)
             print(f"# rig up in {time.monotonic() - started:.1f} s; logs in {r.workdir}/logs")
             for key, value in r.env().items():
                 print(f"export {key}={value}")

@@ -134,6 +134,11 @@ def start(
     binary = shutil.which("haproxy")
     if binary is None:
         raise errors.MissingTool("haproxy", "install it with `apt-get install haproxy`")
+    # HAProxy binds with SO_REUSEPORT, so a second one on a taken port would
+    # silently share it: check first, and say which component wanted it.
+    listening = namespace.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True)
+    if listening.stdout.strip():
+        raise errors.PortInUse(name, namespace.ip, port)
     stats = workdir / f"{name}.sock"
     cfg = workdir / f"{name}.cfg"
     cfg.write_text(

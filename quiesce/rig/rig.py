@@ -52,6 +52,7 @@ class Rig:
         self.consul: consul.ConsulAgent | None = None
         self.load_balancers: list[haproxy.HAProxy] = []
         self.started_at = time.monotonic()
+        self._owns_workdir = False
 
     # --- lifecycle ---------------------------------------------------------
     @classmethod
@@ -59,10 +60,11 @@ class Rig:
         cls, workdir: Path | None = None, *, kubernetes: bool = True, with_consul: bool = True
     ) -> Rig:
         check_machine()
-        RIGS_DIR.mkdir(parents=True, exist_ok=True)
-        workdir = workdir or Path(tempfile.mkdtemp(prefix="rig-", dir=RIGS_DIR))
+        owns_workdir = workdir is None
+        workdir = workdir or Path(tempfile.mkdtemp(prefix="quiesce-rig-"))
         workdir.mkdir(parents=True, exist_ok=True)
         rig = cls(workdir, network.RigNetwork.create())
+        rig._owns_workdir = owns_workdir
         try:
             if with_consul:
                 rig.consul = consul.start(
@@ -105,6 +107,8 @@ class Rig:
         self.network.destroy()
         with contextlib.suppress(FileNotFoundError):
             (self.workdir / "state.json").unlink()
+        if self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     # --- conveniences -------------------------------------------------------
     @property
@@ -164,8 +168,15 @@ class Rig:
         (self.workdir / "state.json").write_text(json.dumps(state, indent=2))
 
 
+def detached_workdir() -> Path:
+    """A work directory for a rig started by ``up`` (and found again by ``down``)."""
+    RIGS_DIR.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="up-", dir=RIGS_DIR))
+
+
 def running_rigs() -> list[Path]:
-    return sorted(RIGS_DIR.glob("*/state.json")) if RIGS_DIR.exists() else []
+    """State files of the rigs started by ``up`` that are still running."""
+    return sorted(RIGS_DIR.glob("up-*/state.json")) if RIGS_DIR.exists() else []
 
 
 def stop_from_state(state_file: Path) -> None:
@@ -180,6 +191,9 @@ def stop_from_state(state_file: Path) -> None:
             time.sleep(0.1)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(pid) for pid in state["pids"]):
+        time.sleep(0.05)
     for ns in state["netns"]:
         out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
         for pid_text in out.split():
@@ -187,12 +201,13 @@ def stop_from_state(state_file: Path) -> None:
                 os.kill(int(pid_text), signal.SIGKILL)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
     subprocess.run(["ip", "link", "del", state["bridge"]], capture_output=True, check=False)
-    state_file.unlink()
+    shutil.rmtree(state_file.parent, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return False
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
