@@ -63,6 +63,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--list-rules", action="store_true", help="print the rules with IDs and exit"
     )
+    live = parser.add_argument_group(
+        "live cluster (read-only: list and get only)",
+        "Lint the workloads of a running cluster, alone or together with PATHs.",
+    )
+    live.add_argument(
+        "--cluster", action="store_true", help="lint the current kubeconfig context's cluster"
+    )
+    live.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig file (implies --cluster)")
+    live.add_argument("--context", metavar="NAME", help="kubeconfig context (implies --cluster)")
+    live.add_argument(
+        "-n", "--namespace", metavar="NS", help="only this namespace (default: all namespaces)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -74,10 +86,20 @@ def run(args: argparse.Namespace) -> int:
     if args.list_rules:
         sys.stdout.write(output.rule_table())
         return EXIT_CLEAN
-    if not args.paths and not args.dockerfile:
-        print("quiesce lint: give manifest paths, - for stdin, or --dockerfile", file=sys.stderr)
+    source = None
+    if args.cluster or args.kubeconfig or args.context:
+        from quiesce.lint import cluster
+
+        source = cluster.Source(args.kubeconfig, args.context, args.namespace)
+    if not args.paths and not args.dockerfile and source is None:
+        print(
+            "quiesce lint: give manifest paths, - for stdin, --dockerfile or --cluster",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
-    report = lint.lint(args.paths, dockerfiles=args.dockerfile, stdin=sys.stdin)
+    report = lint.lint(
+        args.paths, dockerfiles=args.dockerfile, stdin=sys.stdin, cluster_source=source
+    )
     sys.stdout.write(output.render(report, args.output))
     if report.errors:
         if args.output != "table":  # the table already lists them on stdout

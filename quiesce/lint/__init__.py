@@ -9,6 +9,7 @@ finds them without a cluster.
 * :mod:`~quiesce.lint.rules`      the rule catalogue (stable IDs);
 * :mod:`~quiesce.lint.manifests`  the checks over Kubernetes objects;
 * :mod:`~quiesce.lint.dockerfile` the checks over Dockerfiles;
+* :mod:`~quiesce.lint.cluster`    a live cluster, read-only;
 * :mod:`~quiesce.lint.output`     table, JSON and SARIF 2.1.0;
 * :func:`lint`                    all of the above in one call.
 """
@@ -20,7 +21,7 @@ import gc
 from collections.abc import Iterator, Sequence
 from typing import TextIO
 
-from quiesce.lint import dockerfile, findings, loader, manifests
+from quiesce.lint import cluster, dockerfile, findings, loader, manifests
 
 
 def lint(
@@ -28,10 +29,14 @@ def lint(
     *,
     dockerfiles: Sequence[str] = (),
     stdin: TextIO | None = None,
+    cluster_source: cluster.Source | None = None,
 ) -> findings.Report:
-    """Lint manifests (``-`` is stdin) and Dockerfiles; input errors are reported, not raised."""
+    """Lint manifests (``-`` is stdin), Dockerfiles and optionally a live cluster.
+
+    Input errors are reported in the result, never raised.
+    """
     with _gc_paused():
-        return _lint(paths, dockerfiles, stdin)
+        return _lint(paths, dockerfiles, stdin, cluster_source)
 
 
 @contextlib.contextmanager
@@ -50,9 +55,14 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _lint(
-    paths: Sequence[str], dockerfiles: Sequence[str], stdin: TextIO | None
+    paths: Sequence[str],
+    dockerfiles: Sequence[str],
+    stdin: TextIO | None,
+    cluster_source: cluster.Source | None,
 ) -> findings.Report:
     loaded = loader.load_paths(paths, stdin=stdin)
+    if cluster_source is not None:
+        loaded.extend(cluster.load(cluster_source))
     found, shape_errors = manifests.check(loaded.manifests)
     errors = [*loaded.errors, *shape_errors]
     checked = len(loaded.manifests)

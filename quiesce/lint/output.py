@@ -39,7 +39,8 @@ def to_table(report: findings.Report) -> str:
         lines.append(f"{obj}  ({group[0].location})")
         for f in group:
             where = f"container {f.container!r}, " if f.container is not None else ""
-            lines.append(f"  {f.severity.value.upper():<8}{f.rule_id}  line {f.location.line}")
+            line = f"  line {f.location.line}" if f.location.line is not None else ""
+            lines.append(f"  {f.severity.value.upper():<8}{f.rule_id}{line}")
             lines.append(f"      {where}{f.field}")
             lines.append(f"      {f.message}")
             lines.append(f"      fix: {f.fix}")
