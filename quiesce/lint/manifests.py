@@ -170,6 +170,17 @@ def _same_namespace(a: str | None, b: str | None) -> bool:
 # --- the checks ---------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class Grace:
+    """The grace period that will apply to a workload's pods."""
+
+    seconds: float
+    path: loader.FieldPath
+    """Where it is set (the pod spec itself when the default applies)."""
+    described: str
+    """How messages name it: ``terminationGracePeriodSeconds 20``, ``the default ...``."""
+
+
 @dataclasses.dataclass
 class Checker:
     """Runs every manifest rule on one workload, building findings with locations."""
@@ -223,7 +234,7 @@ class Checker:
         self.load_balancer(services, grace)
         return self.out
 
-    def effective_grace(self) -> tuple[float, loader.FieldPath, str] | None:
+    def effective_grace(self) -> Grace | None:
         """The grace period that will apply, where it is set, and how to describe it.
 
         With quiesce injected the operator computes the grace from its plan; only
@@ -235,10 +246,11 @@ class Checker:
             seconds = timeparse.go_duration(raw) if raw is not None else None
             if seconds is None:
                 return None
-            return seconds, self.annotation_path(keys.GRACE_PERIOD), f"{keys.GRACE_PERIOD} {raw}"
+            path = self.annotation_path(keys.GRACE_PERIOD)
+            return Grace(seconds, path, f"{keys.GRACE_PERIOD} {raw}")
         if w.grace_explicit:
-            return float(w.grace), w.grace_path, f"terminationGracePeriodSeconds {w.grace}"
-        return float(w.grace), w.pod_path, f"the default terminationGracePeriodSeconds ({w.grace})"
+            return Grace(w.grace, w.grace_path, f"terminationGracePeriodSeconds {w.grace}")
+        return Grace(w.grace, w.pod_path, f"the default terminationGracePeriodSeconds ({w.grace})")
 
     def annotation_path(self, key: str) -> loader.FieldPath:
         w = self.workload
@@ -266,11 +278,11 @@ class Checker:
         )
 
     # QL002
-    def prestop(self, c: workloads.Container, grace: tuple[float, loader.FieldPath, str]) -> None:
+    def prestop(self, c: workloads.Container, grace: Grace) -> None:
         if self.workload.injected:
             return  # the operator absorbs a sleep hook into its convergence floor
         hook, path = _hook_seconds(c)
-        seconds, _, described = grace
+        seconds, described = grace.seconds, grace.described
         if hook is None or hook < seconds:
             return
         self.report(
@@ -347,14 +359,12 @@ class Checker:
         )
 
     # QL005
-    def load_balancer(
-        self, services: Sequence[Service], grace: tuple[float, loader.FieldPath, str] | None
-    ) -> None:
+    def load_balancer(self, services: Sequence[Service], grace: Grace | None) -> None:
         w = self.workload
         for service in services:
             for lb in self.index.load_balancers_of(service):
                 if grace is not None:
-                    seconds, path, described = grace
+                    seconds, path, described = grace.seconds, grace.path, grace.described
                     if seconds >= lb.seconds:
                         continue
                     self.report(
@@ -388,10 +398,8 @@ class Checker:
                     )
 
     # QL006
-    def app_timeouts(
-        self, c: workloads.Container, grace: tuple[float, loader.FieldPath, str]
-    ) -> None:
-        seconds, _, described = grace
+    def app_timeouts(self, c: workloads.Container, grace: Grace) -> None:
+        seconds, described = grace.seconds, grace.described
         hook, _ = _hook_seconds(c)
         if hook is None:
             available, budget = seconds, described
@@ -491,8 +499,8 @@ class Checker:
                     return
 
     # QL008
-    def grace_too_short(self, grace: tuple[float, loader.FieldPath, str]) -> None:
-        seconds, path, described = grace
+    def grace_too_short(self, grace: Grace) -> None:
+        seconds, path, described = grace.seconds, grace.path, grace.described
         if seconds >= rules.MIN_GRACE_SECONDS:
             return
         consequence = (
