@@ -21,7 +21,8 @@ DEFAULT_GRACE: Final = 30
 BATCH_KINDS: Final = frozenset({"Job", "CronJob"})
 """Kinds whose pods run to completion and serve no traffic."""
 
-TRUE_VALUES: Final = frozenset({"true", "yes", "on", "1", "enabled"})
+FALSE_VALUES: Final = frozenset({"0", "f", "false", "n", "no", "off"})
+"""``quiesce.dev/inject`` values that mean no (as the plan parses booleans)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,8 +102,13 @@ class Workload:
 
     @property
     def injected(self) -> bool:
-        """True when quiesce will inject its sidecar (``quiesce.dev/inject`` is true)."""
-        return (self.annotation(keys.INJECT) or "").strip().lower() in TRUE_VALUES
+        """True when quiesce will inject its sidecar.
+
+        As the operator decides: ``quiesce.dev/inject`` present and not false (an
+        unparsable value counts as asked; ``quiesce plan`` reports it).
+        """
+        raw = self.annotation(keys.INJECT)
+        return raw is not None and raw.strip().lower() not in FALSE_VALUES
 
 
 def workload_of(manifest: loader.Manifest, errors: list[findings.InputError]) -> Workload | None:

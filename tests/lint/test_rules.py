@@ -203,3 +203,14 @@ def test_shell_in_args_without_command_is_reported() -> None:
     assert [(f.rule_id, f.field) for f in found] == [
         ("QL001", "spec.template.spec.containers[0].args")
     ]
+
+
+@pytest.mark.parametrize(
+    ("value", "injected"), [("true", True), ("yes", True), ("false", False), ("off", False)]
+)
+def test_injection_is_recognised_as_the_operator_reads_it(value: str, injected: bool) -> None:
+    text = deployment(
+        container="env: [{name: CONSUL_HTTP_ADDR, value: 'http://consul:8500'}]",
+        annotations=f'{{quiesce.dev/inject: "{value}"}}',
+    )
+    assert ("QL007" in rule_ids(lint_yaml(text))) is not injected
