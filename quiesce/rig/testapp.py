@@ -56,6 +56,11 @@ class AppServer(ThreadingHTTPServer):
         super().__init__(address, Handler)
         self.name = name
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A load balancer closing an idle keep-alive connection is not an error.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
 
 def _consul(addr: str, method: str, path: str, body: object = None) -> None:
     data = json.dumps(body).encode() if body is not None else None
