@@ -10,6 +10,7 @@ and ConfigMaps, then checks each workload against that index.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
@@ -100,8 +101,7 @@ class Index:
         if ann.get(_ALB + "target-type", "").lower() == "ip":
             tuned = _deregistration(ann.get(_ALB + "target-group-attributes"))
             self._lb(namespace, name, _aws("an AWS ALB with IP targets", tuned))
-        neg = ann.get("cloud.google.com/neg", "")
-        if '"ingress": true' in neg.replace("'", '"').lower() or "exposed_ports" in neg:
+        if _uses_neg(ann.get("cloud.google.com/neg", "")):
             lb = LoadBalancer(rules.GKE_NEG_SECONDS, "a GKE NEG (container-native load balancing)")
             self._lb(namespace, name, lb)
 
@@ -144,6 +144,17 @@ def _aws(what: str, tuned: float | None) -> LoadBalancer:
     if tuned is None:
         return LoadBalancer(rules.AWS_IP_TARGET_SECONDS, f"{what} (deregistration >= 120 s)")
     return LoadBalancer(tuned, f"{what} (deregistration_delay.timeout_seconds={tuned:g})")
+
+
+def _uses_neg(value: str) -> bool:
+    """``cloud.google.com/neg: '{"ingress": true}'`` or standalone ``exposed_ports``."""
+    try:
+        parsed = json.loads(value) if value else None
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and (
+        parsed.get("ingress") is True or bool(parsed.get("exposed_ports"))
+    )
 
 
 def _deregistration(attributes: str | None) -> float | None:

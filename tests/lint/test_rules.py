@@ -214,3 +214,25 @@ def test_injection_is_recognised_as_the_operator_reads_it(value: str, injected: 
         annotations=f'{{quiesce.dev/inject: "{value}"}}',
     )
     assert ("QL007" in rule_ids(lint_yaml(text))) is not injected
+
+
+@pytest.mark.parametrize(
+    ("neg", "fires"),
+    [
+        ('{"ingress":true}', True),
+        ('{"exposed_ports": {"80": {}}}', True),
+        ('{"ingress": false}', False),
+        ("not json", False),
+    ],
+)
+def test_gke_neg_annotation_is_read_as_json(neg: str, fires: bool) -> None:
+    text = (
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: shop\n"
+        f"  annotations: {{cloud.google.com/neg: '{neg}'}}\n"
+        "spec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}\n---\n"
+    ) + deployment(
+        grace=45,
+        container="ports: [{containerPort: 8080}]\nreadinessProbe: {tcpSocket: {port: 8080}}",
+        labels="{app: web}",
+    )
+    assert ("QL005" in rule_ids(lint_yaml(text))) is fires
