@@ -1,0 +1,45 @@
+"""Shared by the benchmarks: the machine they ran on, and their section of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def machine() -> str:
+    """One line naming the machine: cores, CPU model, Python, load at the start."""
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0]
+    return (
+        f"{os.cpu_count()} CPUs (nproc), {model}; Python {platform.python_version()}; "
+        f"load average {load:.1f} at the start (the machine is shared)"
+    )
+
+
+def today() -> str:
+    return time.strftime("%Y-%m-%d")
+
+
+def write_section(heading: str, block: str) -> None:
+    """Replace only the ``## <heading>`` section; other sections belong to other benchmarks."""
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    current = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
+    block = block.rstrip("\n") + "\n"
+    pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(current):
+        updated = pattern.sub(lambda _: block + "\n", current, count=1)
+    else:
+        updated = current.rstrip("\n") + "\n\n" + block
+    DOC.write_text(updated.rstrip("\n") + "\n")
