@@ -51,13 +51,19 @@ class Rig:
         self.control_plane: controlplane.ControlPlane | None = None
         self.consul: consul.ConsulAgent | None = None
         self.load_balancers: list[haproxy.HAProxy] = []
+        self.node_agent: process.ManagedProcess | None = None
         self.started_at = time.monotonic()
         self._owns_workdir = False
 
     # --- lifecycle ---------------------------------------------------------
     @classmethod
     def start(
-        cls, workdir: Path | None = None, *, kubernetes: bool = True, with_consul: bool = True
+        cls,
+        workdir: Path | None = None,
+        *,
+        kubernetes: bool = True,
+        with_consul: bool = True,
+        node_agent: bool = False,
     ) -> Rig:
         check_machine()
         owns_workdir = workdir is None
@@ -75,6 +81,8 @@ class Rig:
                 rig.control_plane = controlplane.start(
                     workdir, host_ip=rig.network.host_ip, service_cidr=str(rig.network.service_cidr)
                 )
+            if node_agent:
+                rig.start_node_agent()
             rig.save_state()
         except BaseException:
             rig.stop()
@@ -92,8 +100,19 @@ class Rig:
     ) -> None:
         self.stop()
 
+    def start_node_agent(self, *, backoff: float = 10.0) -> process.ManagedProcess:
+        """Start the node agent (the rig's kubelet) if it is not running yet."""
+        from quiesce.rig.nodeagent import runner
+
+        if self.node_agent is None or not self.node_agent.running():
+            self.node_agent = runner.start_node_agent(self, backoff=backoff)
+            self.save_state()
+        return self.node_agent
+
     def processes(self) -> list[process.ManagedProcess]:
-        procs = [lb.proc for lb in self.load_balancers]
+        # The node agent first: it removes its pods' sandboxes while the bridge exists.
+        procs = [self.node_agent] if self.node_agent is not None else []
+        procs += [lb.proc for lb in self.load_balancers]
         if self.control_plane:
             procs += self.control_plane.processes
         if self.consul:

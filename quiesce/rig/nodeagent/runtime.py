@@ -1,0 +1,360 @@
+"""The agent's container runtime: pod sandboxes and container processes.
+
+A pod is a :class:`~quiesce.rig.network.PodSandbox` (its own network
+namespace and IP on the rig's bridge). A container is a process tree started
+in that namespace, in its own cgroup ``/sys/fs/cgroup/pids/quiesce/<pod-uid>/<id>``
+(the cgroup v1 ``pids`` hierarchy is writable here), so the sidecar finds a
+container's main process by its ID in ``/proc/<pid>/cgroup`` exactly as on a
+real node. The ID is 64 hex digits, as containerd's are.
+
+PID namespaces as a runtime makes them: without ``shareProcessNamespace``
+every container gets its own (its main process is PID 1 there, which ignores
+signals it has no handler for, as in Docker); with it, a pause process owns
+the pod's PID namespace and every container joins it. Each container has a
+private mount namespace with ``/proc`` for its PID namespace and the pod's
+service-account token bind-mounted at the standard path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Final
+
+from quiesce.rig import network
+
+log = logging.getLogger(__name__)
+
+CGROUP_ROOT: Final = Path("/sys/fs/cgroup/pids/quiesce")
+SA_MOUNT: Final = "/var/run/secrets/kubernetes.io/serviceaccount"
+RUNTIME: Final = "rig"
+
+# Positional args: $1 cgroup dir, $2 token dir ("" = none), $3 working dir; then argv.
+_LAUNCH: Final = (
+    'cg=$1; tok=$2; wd=$3; shift 3; echo 0 > "$cg/cgroup.procs" || exit 126; '
+    'if [ -n "$tok" ]; then mount --bind "$tok" ' + SA_MOUNT + " || exit 126; fi; "
+    'cd "$wd" || exit 126; exec "$@"'
+)
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(f"the node agent needs {name} (util-linux)")
+    return path
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+class Container:
+    """One started container: its process, cgroup and ID."""
+
+    def __init__(self, *, name: str, cgroup: Path, proc: asyncio.subprocess.Process) -> None:
+        self.name = name
+        self.cgroup = cgroup
+        self.id = cgroup.name
+        self.proc = proc
+        self.started_at = time.time()
+        self._main: int | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"{RUNTIME}://{self.id}"
+
+    def pids(self) -> list[int]:
+        try:
+            return [int(p) for p in (self.cgroup / "cgroup.procs").read_text().split()]
+        except OSError:
+            return []
+
+    def main_pid(self) -> int | None:
+        """The container's main process (host PID): the one whose parent is outside."""
+        if self._main is not None and self._main in self.pids():
+            return self._main
+        pids = self.pids()
+        for pid in pids:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid not in pids:
+                self._main = pid
+                return pid
+        return None
+
+    async def wait_main(self, timeout: float = 5.0) -> int | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = self.main_pid()
+            if pid is not None:
+                return pid
+            if self.proc.returncode is not None:
+                return None
+            await asyncio.sleep(0.01)
+        return None
+
+    def running(self) -> bool:
+        return self.proc.returncode is None
+
+    def signal(self, signum: int) -> bool:
+        """Send ``signum`` to the main process; False if it is gone."""
+        pid = self.main_pid()
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def kill_all(self) -> None:
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    async def wait(self) -> int:
+        return await self.proc.wait()
+
+    def remove_cgroup(self) -> None:
+        for _ in range(50):
+            self.kill_all()
+            try:
+                self.cgroup.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.02)
+        log.warning("cgroup %s could not be removed", self.cgroup)
+
+
+class Sandbox:
+    """A pod's sandbox: the netns, the pod cgroup, an optional shared PID namespace."""
+
+    def __init__(
+        self,
+        *,
+        netns: network.PodSandbox,
+        pod_uid: str,
+        share_pid: bool,
+        token_dir: Path | None,
+        log_dir: Path,
+    ) -> None:
+        self.netns = netns
+        self.ip = netns.ip
+        self.pod_uid = pod_uid
+        self.share_pid = share_pid
+        self.token_dir = token_dir
+        self.log_dir = log_dir
+        self.cgroup = CGROUP_ROOT / pod_uid
+        self.cgroup.mkdir(parents=True, exist_ok=True)
+        self.pause: asyncio.subprocess.Process | None = None
+        self.pause_pid: int | None = None
+        self.containers: list[Container] = []
+        self._nsenter = _tool("nsenter")
+        self._unshare = _tool("unshare")
+
+    @property
+    def netns_path(self) -> str:
+        return f"/run/netns/{self.netns.netns}"
+
+    async def start(self) -> None:
+        """Start the pause process when the pod shares one PID namespace."""
+        if not self.share_pid:
+            return
+        pause_cg = self.cgroup / "pause"
+        pause_cg.mkdir(exist_ok=True)
+        tok = str(self.token_dir) if self.token_dir else ""
+        script = (
+            'echo 0 > "$1/cgroup.procs"; '
+            'if [ -n "$2" ]; then mount --bind "$2" ' + SA_MOUNT + "; fi; "
+            f'exec "{sys.executable}" -m quiesce.rig.nodeagent.pause'
+        )
+        self.pause = await asyncio.create_subprocess_exec(
+            self._nsenter,
+            f"--net={self.netns_path}",
+            "--",
+            self._unshare,
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            "--",
+            "/bin/sh",
+            "-c",
+            script,
+            "sh",
+            str(pause_cg),
+            tok,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            kids = _children(self.pause.pid)
+            procs = (pause_cg / "cgroup.procs").read_text().split()
+            if kids and procs:
+                self.pause_pid = kids[0]
+                return
+            await asyncio.sleep(0.01)
+        raise RuntimeError(f"pause process of pod {self.pod_uid} did not start")
+
+    def _enter(self) -> list[str]:
+        """The prefix that puts a new process into the pod's namespaces."""
+        if self.share_pid:
+            assert self.pause_pid is not None
+            return [
+                self._nsenter,
+                f"--target={self.pause_pid}",
+                "--pid",
+                "--mount",
+                "--net",
+                "--",
+            ]
+        return [
+            self._nsenter,
+            f"--net={self.netns_path}",
+            "--",
+            self._unshare,
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            "--",
+        ]
+
+    async def start_container(
+        self,
+        *,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        workdir: str,
+        log_file: Path,
+    ) -> Container:
+        cid = secrets.token_hex(32)
+        cgroup = self.cgroup / cid
+        cgroup.mkdir()
+        tok = "" if self.share_pid or self.token_dir is None else str(self.token_dir)
+        full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_file, "ab") as out:
+            proc = await asyncio.create_subprocess_exec(
+                *self._enter(),
+                "/bin/sh",
+                "-c",
+                _LAUNCH,
+                "sh",
+                str(cgroup),
+                tok,
+                workdir or "/",
+                *argv,
+                env=full_env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        container = Container(name=name, cgroup=cgroup, proc=proc)
+        self.containers.append(container)
+        return container
+
+    async def exec_in(
+        self,
+        container: Container,
+        command: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        workdir: str,
+        timeout: float | None,
+    ) -> tuple[int, bytes]:
+        """Run ``command`` inside ``container`` (its namespaces and cgroup), as CRI exec does."""
+        main = container.main_pid()
+        if main is None:
+            raise RuntimeError(f"container {container.name} is not running")
+        full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
+        proc = await asyncio.create_subprocess_exec(
+            self._nsenter,
+            f"--target={main}",
+            "--pid",
+            "--mount",
+            "--net",
+            "--",
+            "/bin/sh",
+            "-c",
+            _LAUNCH,
+            "sh",
+            str(container.cgroup),
+            "",
+            workdir or "/",
+            *command,
+            env=full_env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        return proc.returncode or 0, out
+
+    def kill_everything(self) -> None:
+        for c in self.containers:
+            c.kill_all()
+        if self.pause is not None and self.pause.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pause.pid, signal.SIGKILL)
+
+    async def remove(self) -> None:
+        """Kill what is left, remove cgroups and the netns: the pod IP disappears."""
+        self.kill_everything()
+        for c in self.containers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(c.proc.wait(), 2)
+            c.remove_cgroup()
+        if self.pause is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.pause.wait(), 2)
+            pause_cg = self.cgroup / "pause"
+            for _ in range(50):
+                try:
+                    pause_cg.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    for pid in (pause_cg / "cgroup.procs").read_text().split():
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(int(pid), signal.SIGKILL)
+                    await asyncio.sleep(0.02)
+        await asyncio.to_thread(self.netns.remove)
+        with contextlib.suppress(OSError):
+            self.cgroup.rmdir()
+
+
+def prepare_host() -> None:
+    """The mount point for service-account tokens and the cgroup root must exist."""
+    Path(SA_MOUNT).mkdir(parents=True, exist_ok=True)
+    CGROUP_ROOT.mkdir(parents=True, exist_ok=True)
