@@ -37,3 +37,11 @@ LINT_IGNORE: Final = PREFIX + "lint-ignore"
 STATE_PLAN_HASH: Final = STATE_PREFIX + "plan-hash"
 STATE_STATUS: Final = STATE_PREFIX + "status"
 STATE_REPLACED: Final = STATE_PREFIX + "replaced"
+# Hash of the workload's own pod spec (quiesce's changes undone): tells a user's template
+# change (which carries a new sidecar image along) from a quiesce upgrade (which does not).
+STATE_TEMPLATE_HASH: Final = STATE_PREFIX + "template-hash"
+STATE_KEYS: Final = (STATE_PLAN_HASH, STATE_TEMPLATE_HASH, STATE_REPLACED, STATE_STATUS)
+
+# --- labels -------------------------------------------------------------------
+# On a Namespace: "true" switches the operator off there (nothing injected, nothing restored).
+DISABLED_LABEL: Final = PREFIX + "disabled"

@@ -1,0 +1,398 @@
+"""The kopf handlers: short, and only applying what :mod:`quiesce.operator.reconcile` decides.
+
+Only ``@kopf.on.event`` handlers (and an index): kopf's create/update/resume
+handlers keep their progress and a last-handled-configuration annotation on
+the object, which would write to every workload and look like drift to GitOps
+tools. Event handlers keep no state on objects, so retries are ours: a failed
+write is retried with backoff from a fresh read of the object, which keeps the
+operator level-triggered and never blocks other objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from quiesce import annotations as keys
+from quiesce import template
+from quiesce.operator import apply, events, reconcile, resources
+from quiesce.operator import metrics as metrics_
+from quiesce.operator import settings as settings_
+
+log = logging.getLogger("quiesce.operator")
+T = TypeVar("T")
+
+#: Seconds before the n-th retry of a failed write (the last one repeats).
+RETRY_BACKOFF = (0.2, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+#: Native sidecars (init containers with restartPolicy Always) are on by default from 1.29.
+NATIVE_SIDECARS_SINCE = (1, 29)
+_PAST = {
+    "inject": "Injected",
+    "update": "Updated",
+    "upgrade": "Upgraded",
+    "restore": "Restored",
+    "status": "Wrote the status of",
+    "forget": "Dropped the bookkeeping of",
+    "none": "Left",
+}
+
+
+class RateLimiter:
+    """A token bucket: at most ``per_minute`` actions a minute, bursts of at most one minute's."""
+
+    def __init__(self, per_minute: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, per_minute)
+        self.tokens = self.capacity
+        self.clock = clock
+        self.stamp = clock()
+
+    def allow(self) -> float:
+        """0 when allowed now (a token is taken), else the seconds until one is available."""
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate if self.rate > 0 else 3600.0
+
+
+@dataclasses.dataclass
+class Runtime:
+    """Operator-wide state (kopf's ``memo``): the client, caches, retries."""
+
+    settings: settings_.OperatorSettings
+    metrics: metrics_.Metrics = dataclasses.field(default_factory=metrics_.Metrics)
+    client: apply.Client | None = None
+    cluster_native: bool = True
+    poster: events.Poster = dataclasses.field(init=False)
+    upgrades: RateLimiter = dataclasses.field(init=False)
+    locks: dict[str, asyncio.Lock] = dataclasses.field(default_factory=dict)
+    attempts: dict[str, int] = dataclasses.field(default_factory=dict)
+    retries: dict[str, asyncio.TimerHandle] = dataclasses.field(default_factory=dict)
+    managed: dict[str, str] = dataclasses.field(default_factory=dict)
+    bound: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+    disabled_namespaces: set[str] = dataclasses.field(default_factory=set)
+    tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
+    semaphore: asyncio.Semaphore | None = None
+
+    def __post_init__(self) -> None:
+        self.poster = events.Poster(self.metrics)
+        self.upgrades = RateLimiter(self.settings.upgrades_per_minute)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking client call in a worker thread, at most ``workers`` at once."""
+        if self.semaphore is None:
+            self.semaphore = asyncio.Semaphore(self.settings.workers)
+        async with self.semaphore:
+            return await asyncio.to_thread(fn, *args)
+
+    @property
+    def api(self) -> apply.Client:
+        if self.client is None:
+            raise RuntimeError("the API client is made at startup")
+        return self.client
+
+
+def register(registry: Any, runtime: Runtime) -> None:
+    """Register every handler on ``registry`` (a ``kopf.OperatorRegistry``)."""
+    import kopf
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        await _startup(runtime, settings)
+
+    @kopf.on.login(registry=registry)
+    async def login(**_: Any) -> kopf.ConnectionInfo:
+        # kopf logs in with the operator's own client settings (--kubeconfig included).
+        if runtime.client is None:
+            runtime.client = await asyncio.to_thread(
+                apply.Client.load, runtime.settings.kubeconfig, runtime.metrics
+            )
+        return kopf.ConnectionInfo(**runtime.api.connection_info())
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        for handle in runtime.retries.values():
+            handle.cancel()
+        if runtime.client is not None:
+            runtime.client.close()
+
+    @kopf.index(
+        "namespaces",
+        labels={keys.DISABLED_LABEL: "true"},
+        registry=registry,
+        id="disabled_namespaces",
+    )
+    def disabled_namespaces(name: str, **_: Any) -> dict[str, bool]:
+        # kopf fills indexes before it starts handlers: no workload of a switched-off
+        # namespace is touched while the namespaces are still being listed.
+        return {name: True}
+
+    @kopf.on.event("namespaces", registry=registry, id="namespaces")
+    async def namespace_event(name: str, labels: Mapping[str, str], **_: Any) -> None:
+        await _namespace_changed(runtime, name, labels)
+
+    def relevant(annotations: Mapping[str, str], **_: Any) -> bool:
+        return reconcile.is_relevant(annotations)
+
+    for kind in resources.WORKLOADS:
+        kopf.on.event(
+            kind.group, kind.version, kind.plural, when=relevant, registry=registry, id=kind.plural
+        )(_workload_handler(runtime, kind))
+
+
+def _workload_handler(runtime: Runtime, kind: resources.Kind) -> Any:
+    async def workload_event(
+        *, type: str, body: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **kw: Any
+    ) -> None:
+        obj = _plain(body)
+        uid = str(obj["metadata"].get("uid"))
+        if type == "DELETED":
+            _forget(runtime, uid)
+            return
+        namespace = str(obj["metadata"].get("namespace"))
+        if runtime.settings.disabled or namespace in kw["disabled_namespaces"]:
+            return
+        obj.setdefault("apiVersion", kind.api_version)
+        obj.setdefault("kind", kind.kind)
+        await handle(runtime, kind, obj, log)
+
+    return workload_event
+
+
+async def _startup(runtime: Runtime, settings: Any) -> None:
+    ours = runtime.settings
+    settings.posting.level = logging.INFO
+    settings.peering.mandatory = ours.peering is not None
+    settings.peering.name = ours.peering or "default"
+    settings.peering.priority = ours.priority
+    settings.watching.server_timeout = 600
+    settings.watching.client_timeout = 660
+    settings.networking.request_timeout = 60
+    if runtime.client is None:
+        runtime.client = await asyncio.to_thread(
+            apply.Client.load, ours.kubeconfig, runtime.metrics
+        )
+    major, minor = await asyncio.to_thread(runtime.api.server_version)
+    if ours.cluster_sidecars == "auto":
+        runtime.cluster_native = (major, minor) >= NATIVE_SIDECARS_SINCE
+    else:
+        runtime.cluster_native = ours.cluster_sidecars == "native"
+    if ours.metrics_port:
+        runtime.metrics.serve(ours.metrics_port)
+    log.info(
+        "quiesce operator started: Kubernetes %d.%d, %s sidecars by default, %s, config %s%s.",
+        major,
+        minor,
+        "native" if runtime.cluster_native else "regular-container",
+        "all namespaces" if ours.clusterwide else "namespaces " + ", ".join(ours.namespaces),
+        ours.config_path or "(built-in defaults)",
+        ", DRY RUN" if ours.dry_run else "",
+    )
+
+
+async def handle(
+    runtime: Runtime,
+    kind: resources.Kind,
+    obj: dict[str, Any],
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+) -> None:
+    """Reconcile one object: decide (pure), then write at most once; retry on conflicts."""
+    uid = str(obj["metadata"].get("uid"))
+    lock = runtime.locks.setdefault(uid, asyncio.Lock())
+    async with lock:
+        started = time.perf_counter()
+        try:
+            await _reconcile(runtime, kind, obj, logger)
+        finally:
+            runtime.metrics.latency.labels(kind.kind).observe(time.perf_counter() - started)
+
+
+async def _reconcile(
+    runtime: Runtime,
+    kind: resources.Kind,
+    obj: dict[str, Any],
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+) -> None:
+    metadata = obj["metadata"]
+    uid, namespace, name = str(metadata["uid"]), str(metadata["namespace"]), str(metadata["name"])
+    decision = reconcile.reconcile(
+        obj,
+        config=runtime.settings.config,
+        cluster_native=runtime.cluster_native,
+        new_token=template.generate_token(),
+    )
+    _track(runtime, kind, uid, obj, decision)
+    if decision.errors:
+        runtime.metrics.errors.labels(kind.kind, "invalid").inc()
+    if decision.write is None:
+        _cancel_retry(runtime, uid)
+        return
+
+    if runtime.settings.dry_run:
+        for event in decision.events or (reconcile.Event("Normal", "StatusChanged", decision.why),):
+            message = f"dry run, nothing written: would {decision.action}: {event.message}"
+            key = f"{decision.action}:{event.message}"
+            runtime.poster.post_once(obj, dataclasses.replace(event, message=message), key=key)
+        return
+
+    if decision.action == "upgrade":
+        wait = runtime.upgrades.allow()
+        if wait:
+            logger.info("Auto-upgrade of %s/%s waits %.0f s (rate limit).", namespace, name, wait)
+            _schedule(runtime, kind, namespace, name, uid, wait)
+            return
+
+    try:
+        if decision.service_account and decision.changes_template:
+            await _bind(runtime, namespace, decision.service_account)
+        await runtime.call(runtime.api.write, kind, namespace, name, decision.write)
+    except apply.ApiError as exc:
+        if exc.status == 404:
+            return
+        runtime.metrics.errors.labels(kind.kind, f"api-{exc.status}").inc()
+        attempt = runtime.attempts.get(uid, 0)
+        # A JSON patch whose resourceVersion test failed (a concurrent change) is a 422 like
+        # an invalid one: a fresh read tells them apart, so retry it a few times.
+        stale = exc.status == 422 and decision.write.kind == "json-patch" and attempt < 3
+        if exc.retriable or stale:
+            runtime.attempts[uid] = attempt + 1
+            delay = RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)]
+            logger.info(
+                "Writing %s/%s failed (%s); retrying in %.1f s.", namespace, name, exc, delay
+            )
+            _schedule(runtime, kind, namespace, name, uid, delay)
+        else:
+            logger.error("Writing %s/%s failed: %s; not retried.", namespace, name, exc)
+            runtime.poster.post_once(
+                obj,
+                reconcile.Event(
+                    "Warning", "WriteFailed", f"quiesce could not {decision.action}: {exc}"
+                ),
+                key=f"failed:{exc}",
+            )
+        return
+    runtime.attempts.pop(uid, None)
+    _cancel_retry(runtime, uid)
+    runtime.metrics.writes.labels(kind.kind, decision.action).inc()
+    if decision.action in ("inject", "update", "upgrade"):
+        runtime.managed[uid] = kind.kind
+    elif decision.action in ("restore", "forget"):
+        runtime.managed.pop(uid, None)
+    _set_managed_gauge(runtime)
+    for event in decision.events:
+        runtime.poster.post(obj, event)
+    logger.info("%s %s/%s: %s.", _PAST[decision.action], namespace, name, decision.why)
+
+
+async def _bind(runtime: Runtime, namespace: str, service_account: str) -> None:
+    if (namespace, service_account) in runtime.bound:
+        return
+    await runtime.call(runtime.api.bind_service_account, namespace, service_account)
+    runtime.bound.add((namespace, service_account))
+
+
+async def _namespace_changed(runtime: Runtime, name: str, labels: Mapping[str, str]) -> None:
+    """Switching a namespace back on reconciles its workloads (nothing else would)."""
+    disabled = labels.get(keys.DISABLED_LABEL) == "true"
+    was = name in runtime.disabled_namespaces
+    if disabled:
+        runtime.disabled_namespaces.add(name)
+        return
+    runtime.disabled_namespaces.discard(name)
+    if not was or runtime.client is None or runtime.settings.disabled:
+        return
+    log.info("Namespace %s is switched on again; reconciling its workloads.", name)
+    for kind in resources.WORKLOADS:
+        try:
+            items = await runtime.call(runtime.api.list, kind, name)
+        except apply.ApiError as exc:
+            log.warning("Listing %s in %s failed: %s.", kind.plural, name, exc)
+            continue
+        for item in items:
+            if reconcile.is_relevant(item["metadata"].get("annotations") or {}):
+                await handle(runtime, kind, item, log)
+
+
+def _schedule(
+    runtime: Runtime, kind: resources.Kind, namespace: str, name: str, uid: str, delay: float
+) -> None:
+    """Reconcile the object again after ``delay`` seconds, from a fresh read."""
+    _cancel_retry(runtime, uid)
+    loop = asyncio.get_running_loop()
+
+    def fire() -> None:
+        runtime.retries.pop(uid, None)
+        task = loop.create_task(_retry(runtime, kind, namespace, name))
+        runtime.tasks.add(task)
+        task.add_done_callback(runtime.tasks.discard)
+
+    runtime.retries[uid] = loop.call_later(delay, fire)
+
+
+async def _retry(runtime: Runtime, kind: resources.Kind, namespace: str, name: str) -> None:
+    try:
+        obj = await runtime.call(runtime.api.get, kind, namespace, name)
+    except apply.ApiError as exc:
+        if exc.status != 404:
+            log.warning("Reading %s/%s for a retry failed: %s.", namespace, name, exc)
+        return
+    if runtime.settings.disabled or namespace in runtime.disabled_namespaces:
+        return
+    obj.setdefault("apiVersion", kind.api_version)
+    obj.setdefault("kind", kind.kind)
+    await handle(runtime, kind, obj, log)
+
+
+def _cancel_retry(runtime: Runtime, uid: str) -> None:
+    handle = runtime.retries.pop(uid, None)
+    if handle is not None:
+        handle.cancel()
+
+
+def _track(
+    runtime: Runtime,
+    kind: resources.Kind,
+    uid: str,
+    obj: Mapping[str, Any],
+    decision: reconcile.Decision,
+) -> None:
+    annotations = obj["metadata"].get("annotations") or {}
+    if (
+        decision.action == "none"
+        and keys.STATE_REPLACED in annotations
+        and uid not in runtime.managed
+    ):
+        runtime.managed[uid] = kind.kind
+        _set_managed_gauge(runtime)
+
+
+def _forget(runtime: Runtime, uid: str) -> None:
+    _cancel_retry(runtime, uid)
+    runtime.locks.pop(uid, None)
+    runtime.attempts.pop(uid, None)
+    runtime.poster.forget(uid)
+    if runtime.managed.pop(uid, None) is not None:
+        _set_managed_gauge(runtime)
+
+
+def _set_managed_gauge(runtime: Runtime) -> None:
+    counts = dict.fromkeys((k.kind for k in resources.WORKLOADS), 0)
+    for kind in runtime.managed.values():
+        counts[kind] = counts.get(kind, 0) + 1
+    for kind, count in counts.items():
+        runtime.metrics.managed.labels(kind).set(count)
+
+
+def _plain(body: Any) -> dict[str, Any]:
+    """kopf's Body as plain dicts (it is a read-only view over the raw event's object)."""
+    raw = getattr(body, "_src", None)
+    import copy
+
+    return copy.deepcopy(dict(raw if isinstance(raw, Mapping) else body))

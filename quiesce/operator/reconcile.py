@@ -1,0 +1,435 @@
+"""Pure reconciliation: one workload as the API server has it in, the one write it needs out.
+
+Level-triggered and idempotent: the decision depends only on the object (its
+annotations, its pod template and quiesce's own ``state.quiesce.dev/*``
+bookkeeping), the configuration and whether the cluster has native sidecars.
+An object already in the desired state gives :data:`NOTHING`, so re-listing,
+restarts and the controller's status updates write nothing and roll nothing.
+
+Why two hashes: ``plan-hash`` (the plan, as ``quiesce plan`` prints it)
+changes when the user's annotations change; ``template-hash`` (the pod spec
+with quiesce's changes undone) changes when the user's own template changes.
+A new operator configuration or release (a new sidecar image) changes
+neither, so it rolls no workload (design: "upgrades never roll the fleet")
+unless ``quiesce.dev/auto-upgrade`` asks for it; it rides along with the
+user's next template change instead.
+
+Writes: server-side apply (field manager ``quiesce``) owning only what
+quiesce adds. Two changes cannot be expressed as an apply, because apply
+merges into fields other managers own: replacing an app's own preStop hook of
+another shape (the API refuses two handler types in one hook) and restoring
+the original template byte for byte. Those are one JSON patch each, guarded by
+a ``test`` of the resourceVersion so a concurrent change makes them fail and
+retry instead of overwriting it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, Final, Literal
+
+from quiesce import annotations as keys
+from quiesce import config as configuration
+from quiesce import plan as plans
+from quiesce import template
+from quiesce.operator import resources
+
+WriteKind = Literal["apply", "json-patch", "merge-patch"]
+Action = Literal["none", "inject", "update", "upgrade", "restore", "status", "forget"]
+
+OK_PREFIX: Final = "ok: "
+ERROR_PREFIX: Final = "error: "
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the workload."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Write:
+    """One request to the workload: an apply body, RFC 6902 operations or a merge patch."""
+
+    kind: WriteKind
+    body: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """What one reconciliation wants: at most one write, events to post, why (for logs)."""
+
+    action: Action
+    why: str
+    write: Write | None = None
+    events: tuple[Event, ...] = ()
+    plan: plans.ShutdownPlan | None = None
+    native: bool | None = None
+    service_account: str | None = None
+    errors: tuple[str, ...] = ()
+
+    @property
+    def changes_template(self) -> bool:
+        return self.action in ("inject", "update", "upgrade", "restore")
+
+
+NOTHING: Final = Decision(action="none", why="up to date")
+
+
+def reconcile(
+    obj: Mapping[str, Any],
+    *,
+    config: configuration.Config,
+    cluster_native: bool,
+    new_token: str,
+) -> Decision:
+    """The decision for one workload; ``new_token`` is used only for a first injection."""
+    metadata: Mapping[str, Any] = obj.get("metadata") or {}
+    annotations: Mapping[str, str] = metadata.get("annotations") or {}
+    pod_spec = _pod_spec(obj)
+    if pod_spec is None:
+        return Decision(action="none", why="no spec.template.spec")
+
+    record, record_error = _record(annotations)
+    if not wants_injection(annotations):
+        return _undo(obj, annotations, pod_spec, record)
+
+    errors: list[str] = []
+    if record_error:
+        errors.append(record_error)
+    elif record is None and template.is_injected(pod_spec):
+        errors.append(
+            f"the pod template already has a {template.SIDECAR_NAME} container that quiesce did "
+            f"not inject (no {keys.STATE_REPLACED} annotation); remove it"
+        )
+    original = pod_spec
+    token = new_token
+    if record is not None and not errors:
+        try:
+            original = template.restore(pod_spec, record)
+        except template.InjectionError as exc:
+            errors.append(f"{keys.STATE_REPLACED}: {exc}")
+        token = current_token(pod_spec) or new_token
+
+    plan: plans.ShutdownPlan | None = None
+    native = cluster_native
+    injection: template.Injection | None = None
+    if not errors:
+        try:
+            plan = plans.build_plan(annotations, original, config.plan)
+            native = template.resolve_native(plan, cluster_supports_native=cluster_native)
+            injection = template.inject(original, plan, config, token=token, native=native)
+        except plans.PlanError as exc:
+            errors.extend(str(error) for error in exc.errors)
+        except template.InjectionError as exc:
+            errors.append(str(exc))
+    if errors or plan is None or injection is None:
+        return _refuse(obj, annotations, errors)
+
+    plan_hash = plan.plan_hash()
+    template_hash = spec_hash(original)
+    status = ok_status(plan, native=native)
+    service_account = str(original.get("serviceAccountName") or "default")
+    if record is not None:
+        same = (
+            annotations.get(keys.STATE_PLAN_HASH) == plan_hash
+            and annotations.get(keys.STATE_TEMPLATE_HASH) == template_hash
+        )
+        if same:
+            if plan.auto_upgrade and not contains(pod_spec, injection.pod_spec):
+                action: Action = "upgrade"
+                why = "quiesce.dev/auto-upgrade: the configuration's sidecar changed"
+            elif annotations.get(keys.STATE_STATUS) != status:
+                return Decision(
+                    action="status",
+                    why="template up to date, status stale",
+                    write=_merge_patch(obj, {keys.STATE_STATUS: status}),
+                    plan=plan,
+                    native=native,
+                )
+            else:
+                return dataclasses.replace(NOTHING, plan=plan, native=native)
+        else:
+            action = "update"
+            why = (
+                "the annotations changed"
+                if annotations.get(keys.STATE_PLAN_HASH) != plan_hash
+                else "the workload's own template changed"
+            )
+    else:
+        action, why = "inject", f"{keys.INJECT} is set"
+
+    state = {
+        keys.STATE_PLAN_HASH: plan_hash,
+        keys.STATE_TEMPLATE_HASH: template_hash,
+        keys.STATE_REPLACED: json.dumps(injection.replaced, sort_keys=True, separators=(",", ":")),
+        keys.STATE_STATUS: status,
+    }
+    if _foreign_hooks(pod_spec, plan.containers):
+        write = _json_patch_injection(obj, pod_spec, injection.pod_spec, annotations, state)
+    else:
+        write = Write("apply", apply_body(obj, injection, state))
+    verb = {"inject": "Injected", "update": "Updated", "upgrade": "Upgraded"}[action]
+    mode = "native sidecar" if native else "sidecar container"
+    message = (
+        f"{verb} the quiesce {mode} and preStop hook on {', '.join(plan.containers)}; "
+        f"terminationGracePeriodSeconds {plan.grace_period_seconds} ({plan.grace_source}); "
+        f"plan {plan_hash} ({why})"
+    )
+    return Decision(
+        action=action,
+        why=why,
+        write=write,
+        events=(Event("Normal", verb, message),),
+        plan=plan,
+        native=native,
+        service_account=service_account,
+    )
+
+
+# --- the pieces --------------------------------------------------------------------------
+
+
+def wants_injection(annotations: Mapping[str, str]) -> bool:
+    """``quiesce.dev/inject`` present and not false; an unparsable value counts as asked
+    (the plan then reports it as an error rather than silently undoing an injection)."""
+    raw = annotations.get(keys.INJECT)
+    if raw is None:
+        return False
+    try:
+        return plans.parse_bool(str(raw))
+    except ValueError:
+        return True
+
+
+def is_relevant(annotations: Mapping[str, str]) -> bool:
+    """Does the operator need to look at an object with these annotations at all?"""
+    return keys.INJECT in annotations or any(key in annotations for key in keys.STATE_KEYS)
+
+
+def spec_hash(pod_spec: Mapping[str, Any]) -> str:
+    """Stable 16-hex digest of a pod spec (canonical JSON)."""
+    text = json.dumps(pod_spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def ok_status(plan: plans.ShutdownPlan, *, native: bool) -> str:
+    mode = "native" if native else "container"
+    return (
+        f"{OK_PREFIX}injected plan {plan.plan_hash()}, grace {plan.grace_period_seconds}s, "
+        f"{mode} sidecar"
+    )
+
+
+def current_token(pod_spec: Mapping[str, Any]) -> str | None:
+    """The ``/prestop`` token of an injected spec, so updates keep it (pods stay valid)."""
+    for key in ("initContainers", "containers"):
+        for container in pod_spec.get(key) or ():
+            if not (
+                isinstance(container, Mapping) and container.get("name") == template.SIDECAR_NAME
+            ):
+                continue
+            for env in container.get("env") or ():
+                if isinstance(env, Mapping) and env.get("name") == "QUIESCE_TOKEN":
+                    value = env.get("value")
+                    if isinstance(value, str) and value:
+                        return value.replace("$$", "$")
+    return None
+
+
+def contains(live: Any, wanted: Any) -> bool:
+    """Is everything in ``wanted`` present, equal, in ``live``? (Server defaults may add more.)"""
+    if isinstance(wanted, Mapping):
+        return isinstance(live, Mapping) and all(
+            key in live and contains(live[key], value) for key, value in wanted.items()
+        )
+    if isinstance(wanted, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(wanted)
+            and all(contains(a, b) for a, b in zip(live, wanted, strict=True))
+        )
+    return bool(live == wanted)
+
+
+def apply_body(
+    obj: Mapping[str, Any], injection: template.Injection, state: Mapping[str, str]
+) -> dict[str, Any]:
+    """The server-side apply configuration: only the fields quiesce sets, plus its state.
+
+    Owning nothing else matters: a field in this body becomes quiesce's, and a later
+    apply that leaves it out would delete it.
+    """
+    record = injection.replaced
+    desired = injection.pod_spec
+    ours: dict[str, Any] = {}
+    for key, field in record["fields"].items():
+        if "set" in field:
+            ours[key] = desired[key]
+    by_name = {c.get("name"): c for c in desired.get("containers", ()) if isinstance(c, Mapping)}
+    containers = [
+        {"name": name, "lifecycle": {"preStop": by_name[name]["lifecycle"]["preStop"]}}
+        for name in record["lifecycles"]
+    ]
+    sidecar = next(
+        c
+        for c in desired["initContainers" if record["native"] else "containers"]
+        if c.get("name") == template.SIDECAR_NAME
+    )
+    if record["native"]:
+        ours["initContainers"] = [sidecar]
+    else:
+        containers.append(sidecar)
+    ours["containers"] = containers
+    volumes = [v for v in desired.get("volumes", ()) if v.get("name") in set(record["volumes"])]
+    if volumes:
+        ours["volumes"] = volumes
+    metadata = obj.get("metadata") or {}
+    return {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "metadata": {
+            "name": metadata.get("name"),
+            "namespace": metadata.get("namespace"),
+            # A precondition: a stale copy of the object makes the apply fail (409), not win.
+            "resourceVersion": metadata.get("resourceVersion"),
+            "annotations": dict(state),
+        },
+        "spec": {"template": {"spec": ours}},
+    }
+
+
+def _json_patch_injection(
+    obj: Mapping[str, Any],
+    pod_spec: Mapping[str, Any],
+    desired: Mapping[str, Any],
+    annotations: Mapping[str, str],
+    state: Mapping[str, str],
+) -> Write:
+    ops: list[dict[str, Any]] = [_test_version(obj)]
+    ops.append({"op": "replace", "path": resources.POD_SPEC_POINTER, "value": desired})
+    for key, value in state.items():
+        op = "replace" if key in annotations else "add"
+        ops.append({"op": op, "path": _annotation_pointer(key), "value": value})
+    return Write("json-patch", ops)
+
+
+def _undo(
+    obj: Mapping[str, Any],
+    annotations: Mapping[str, str],
+    pod_spec: Mapping[str, Any],
+    record: Mapping[str, Any] | None,
+) -> Decision:
+    present = [key for key in keys.STATE_KEYS if key in annotations]
+    if record is None:
+        if not present:
+            return NOTHING
+        return Decision(
+            action="forget",
+            why=f"{keys.INJECT} is gone; dropping quiesce's bookkeeping",
+            write=_merge_patch(obj, dict.fromkeys(present)),
+        )
+    try:
+        restored = template.restore(pod_spec, record)
+    except template.InjectionError as exc:
+        return _refuse(obj, annotations, [f"{keys.STATE_REPLACED}: {exc}"])
+    ops: list[dict[str, Any]] = [_test_version(obj)]
+    if restored != pod_spec:
+        ops.append({"op": "replace", "path": resources.POD_SPEC_POINTER, "value": restored})
+    ops.extend({"op": "remove", "path": _annotation_pointer(key)} for key in present)
+    return Decision(
+        action="restore",
+        why=f"{keys.INJECT} was removed or set to false",
+        write=Write("json-patch", ops),
+        events=(
+            Event(
+                "Normal",
+                "Restored",
+                "Removed the quiesce sidecar and preStop hook; the pod template is the "
+                "original again",
+            ),
+        ),
+    )
+
+
+def _refuse(obj: Mapping[str, Any], annotations: Mapping[str, str], errors: list[str]) -> Decision:
+    status = ERROR_PREFIX + "; ".join(errors)
+    if annotations.get(keys.STATE_STATUS) == status:
+        return Decision(action="none", why="still invalid, already reported", errors=tuple(errors))
+    listing = "\n".join(f"- {error}" for error in errors)
+    count = f"{len(errors)} error{'s' if len(errors) != 1 else ''}"
+    return Decision(
+        action="status",
+        why="invalid annotations",
+        write=_merge_patch(obj, {keys.STATE_STATUS: status}),
+        events=(
+            Event(
+                "Warning",
+                "InvalidAnnotations",
+                f"quiesce left the pod template unchanged: {count}:\n{listing}",
+            ),
+        ),
+        errors=tuple(errors),
+    )
+
+
+def _merge_patch(obj: Mapping[str, Any], annotations: Mapping[str, str | None]) -> Write:
+    """Annotations only (no rollout); the resourceVersion makes it a precondition."""
+    version = (obj.get("metadata") or {}).get("resourceVersion")
+    return Write(
+        "merge-patch",
+        {"metadata": {"resourceVersion": version, "annotations": dict(annotations)}},
+    )
+
+
+def _record(annotations: Mapping[str, str]) -> tuple[dict[str, Any] | None, str | None]:
+    raw = annotations.get(keys.STATE_REPLACED)
+    if raw is None:
+        return None, None
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or not isinstance(record.get("fields"), dict):
+        return None, (
+            f"{keys.STATE_REPLACED} is not the record quiesce wrote; it cannot restore the "
+            "original template (remove the sidecar and the annotation by hand)"
+        )
+    return record, None
+
+
+def _foreign_hooks(pod_spec: Mapping[str, Any], targets: tuple[str, ...]) -> bool:
+    """Does a target container carry a preStop hook that is not quiesce's?"""
+    for container in pod_spec.get("containers") or ():
+        if not (isinstance(container, Mapping) and container.get("name") in targets):
+            continue
+        lifecycle = container.get("lifecycle")
+        hook = lifecycle.get("preStop") if isinstance(lifecycle, Mapping) else None
+        if hook is None:
+            continue
+        headers = (hook.get("httpGet") or {}).get("httpHeaders") or ()
+        if not any(h.get("name") == template.TOKEN_HEADER for h in headers):
+            return True
+    return False
+
+
+def _pod_spec(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    spec = obj.get("spec")
+    tpl = spec.get("template") if isinstance(spec, Mapping) else None
+    pod_spec = tpl.get("spec") if isinstance(tpl, Mapping) else None
+    return pod_spec if isinstance(pod_spec, Mapping) else None
+
+
+def _test_version(obj: Mapping[str, Any]) -> dict[str, Any]:
+    version = (obj.get("metadata") or {}).get("resourceVersion")
+    return {"op": "test", "path": "/metadata/resourceVersion", "value": version}
+
+
+def _annotation_pointer(key: str) -> str:
+    return "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
