@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quiesce.lint import dockerfile, findings, loader, manifests, output
+from quiesce.lint import dockerfile, findings, loader, manifests, output, rules
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -263,3 +263,18 @@ def test_arbitrary_dockerfiles_give_findings_or_input_errors(lines: list[str]) -
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_as_dockerfile(raw: bytes) -> None:
     dockerfile.lint_bytes(raw, "Dockerfile")
+
+
+ALL_RULES = ",".join(r for r in rules.RULES if r != "QL000")
+
+
+@SETTINGS
+@given(st.lists(objects, max_size=5))
+def test_ignoring_every_rule_on_every_object_leaves_no_findings(objs: list[Any]) -> None:
+    for obj in objs:
+        if isinstance(obj, dict):
+            obj["metadata"] = {"annotations": {"quiesce.dev/lint-ignore": ALL_RULES}}
+    manifestlist = [as_manifest(o) for o in objs if loader.is_object(o)]
+    found, _ = manifests.check(manifestlist)
+    # Only QL000 may remain: generated pod-template annotations can hold bad IDs.
+    assert {f.rule_id for f in found} <= {"QL000"}
