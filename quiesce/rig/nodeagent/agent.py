@@ -116,7 +116,7 @@ class NodeAgent:
         try:
             await self.api.post(f"/api/v1/namespaces/{meta['namespace']}/events", body)
         except (TimeoutError, api.ApiError, OSError) as exc:
-            log.warning("event %s could not be recorded: %s", reason, exc)
+            log.info("event %s not recorded: %s", reason, str(exc)[:160])
 
     # --- the watch ----------------------------------------------------------
     @property

@@ -70,6 +70,8 @@ class Container:
         self.id = cgroup.name
         self.proc = proc
         self.started_at = time.time()
+        self.killed = False
+        """SIGKILL was sent: util-linux's unshare reports that as exit code 1."""
         self._main: int | None = None
 
     @property
@@ -124,12 +126,19 @@ class Container:
         return True
 
     def kill_all(self) -> None:
+        self.killed = True
         for pid in self.pids():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
     async def wait(self) -> int:
-        return await self.proc.wait()
+        """The main process's exit: its code, or minus the signal that killed it."""
+        code = await self.proc.wait()
+        # unshare/nsenter re-raise a child's fatal signal on themselves, except
+        # SIGKILL (no handler can be reset for it: they exit 1 instead).
+        if self.killed and code in (1, -signal.SIGKILL):
+            return -signal.SIGKILL
+        return code
 
     def remove_cgroup(self) -> None:
         for _ in range(50):

@@ -541,7 +541,8 @@ class PodWorker:
         return False
 
     async def _wait_started(self, run: ContainerRun) -> None:
-        while not run.started and run.running() and not self.terminating:
+        """The next container starts once a sidecar has started (across its restarts)."""
+        while not run.started and not self.terminating:
             await asyncio.sleep(0.02)
 
     def _record_exit(self, run: ContainerRun, returncode: int) -> None:
@@ -672,13 +673,9 @@ class PodWorker:
             try:
                 await handlers.run_probe(probe, self._target(run))
                 successes, failures = successes + 1, 0
-                if successes >= success_threshold:
-                    result_ok = True
             except handlers.HandlerError as exc:
                 failures, successes = failures + 1, 0
                 log.info("pod %s: %s probe of %s failed: %s", self.key, kind, run.name, exc)
-                if failures >= failure_threshold:
-                    result_ok = False
                 await self.node.event(
                     self.pod,
                     reason="Unhealthy",
@@ -686,6 +683,10 @@ class PodWorker:
                     field_path=run.field_path,
                     message=f"{kind.capitalize()} probe failed: {exc}",
                 )
+            if successes >= success_threshold:
+                result_ok = True
+            elif failures >= failure_threshold:
+                result_ok = False
             if kind == "readiness":
                 ready = result_ok and container.running()
                 if ready != run.ready:
@@ -698,7 +699,7 @@ class PodWorker:
                     run.ready = True
                 self.dirty()
                 return
-            elif not result_ok and not self.terminating:
+            elif failures >= failure_threshold and not self.terminating:
                 # liveness or startup failure: kill and let the supervisor restart it
                 await self.node.event(
                     self.pod,
@@ -862,6 +863,10 @@ class PodWorker:
                 await self.write_status()
             await self._delete()
         self.finished.set()
+        me = asyncio.current_task()
+        for t in self._tasks:
+            if t is not me:
+                t.cancel()
 
     async def _remove_sandbox(self) -> None:
         if self.sandbox is None or not self.sandbox_ready:

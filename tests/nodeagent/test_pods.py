@@ -1,0 +1,381 @@
+"""Pods as the kubelet runs them: status, env, tokens, namespaces, probes, restarts.
+
+Against the rig's real API server and controllers; every container is a real
+process (sigscript.py, or the rig's test app).
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from .conftest import read_log
+from .helpers import Cluster, eventually, sig_container
+
+
+def start_event(log: Path) -> dict[str, Any]:
+    return eventually(lambda: [e for e in read_log(log) if e["event"] == "start"], what="start")[0]
+
+
+def test_a_deployment_gets_ready_pods_with_bridge_ips_listed_ready_in_its_endpointslice(
+    cluster: Cluster,
+) -> None:
+    labels = {"app": "web"}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": 10,
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": "quiesce/testapp:dev",
+                            "args": ["--name", "$(POD_NAME)", "--port", "8080"],
+                            "env": [
+                                {
+                                    "name": "POD_NAME",
+                                    "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+                                }
+                            ],
+                            "ports": [{"name": "http", "containerPort": 8080}],
+                            "lifecycle": {"preStop": {"sleep": {"seconds": 3}}},
+                            "readinessProbe": {
+                                "httpGet": {"path": "/", "port": "http"},
+                                "periodSeconds": 1,
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": "http"}]},
+    }
+    cluster.apply(deployment, service)
+
+    def ready_pods() -> list[dict[str, Any]] | None:
+        pods = cluster.pods("app=web")
+        ok = [
+            p
+            for p in pods
+            if p["status"].get("phase") == "Running"
+            and any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in p["status"].get("conditions", [])
+            )
+        ]
+        return ok if len(ok) == 2 else None
+
+    pods = eventually(ready_pods, timeout=60, what="2 Running+Ready pods")
+    subnet = cluster.rig.network.subnet
+    ips = {p["status"]["podIP"] for p in pods}
+    assert all(ipaddress.ip_address(ip) in subnet for ip in ips)
+    # each pod answers on its own IP with its own name ($(POD_NAME) expanded)
+    for p in pods:
+        with urllib.request.urlopen(f"http://{p['status']['podIP']}:8080/", timeout=5) as r:
+            assert r.read().decode().strip() == p["metadata"]["name"]
+
+    def ready_endpoints() -> list[dict[str, Any]] | None:
+        eps = cluster.endpoints("web")
+        ok = [e for e in eps if e["conditions"].get("ready")]
+        return eps if len(ok) == 2 else None
+
+    eps = eventually(ready_endpoints, timeout=30, what="2 ready endpoints")
+    assert {e["addresses"][0] for e in eps} == ips
+
+    # deleting a pod: its endpoint turns terminating (serving while it still
+    # answers its probe), then goes away
+    victim = pods[0]
+    victim_ip = victim["status"]["podIP"]
+    cluster.delete(victim["metadata"]["name"])
+
+    def terminating() -> dict[str, Any] | None:
+        for e in cluster.endpoints("web"):
+            if e["addresses"][0] == victim_ip and e["conditions"].get("terminating"):
+                return e
+        return None
+
+    ep = eventually(terminating, timeout=10, what="endpoint terminating")
+    assert ep["conditions"]["ready"] is False
+    assert ep["conditions"]["serving"] is True  # its readiness probe still passes
+    eventually(
+        lambda: all(e["addresses"][0] != victim_ip for e in cluster.endpoints("web")),
+        timeout=30,
+        what="endpoint gone",
+    )
+    cluster.kubectl("delete", "deployment", "web", "--wait=false")
+
+
+def test_a_container_that_exits_is_restarted_with_back_off_under_restart_policy_always(
+    cluster: Cluster,
+) -> None:
+    marker = cluster.tmp / "runs.txt"
+    container = {
+        "name": "flaky",
+        "image": "busybox",
+        "command": ["sh", "-c", f"echo run >> {marker}; sleep 0.3; exit 3"],
+    }
+    cluster.apply(cluster.pod_manifest("p", [container]))
+
+    def restarted() -> dict[str, Any] | None:
+        pod = cluster.get("pod", "p")
+        if pod is None or not pod["status"].get("containerStatuses"):
+            return None
+        cs = pod["status"]["containerStatuses"][0]
+        return cs if cs["restartCount"] >= 2 else None
+
+    cs = eventually(restarted, timeout=30, what="2 restarts")
+    assert cs["lastState"]["terminated"]["exitCode"] == 3
+    assert cs["lastState"]["terminated"]["reason"] == "Error"
+    assert len(marker.read_text().splitlines()) >= 3
+    reasons = {e["reason"] for e in cluster.events("p")}
+    assert "BackOff" in reasons
+
+
+def test_a_pod_with_restart_policy_never_ends_succeeded_and_keeps_its_object(
+    cluster: Cluster,
+) -> None:
+    container = {"name": "job", "image": "busybox", "command": ["sh", "-c", "exit 0"]}
+    cluster.apply(cluster.pod_manifest("p", [container], restartPolicy="Never"))
+
+    def done() -> dict[str, Any] | None:
+        pod = cluster.get("pod", "p")
+        return pod if pod and pod["status"].get("phase") == "Succeeded" else None
+
+    pod = eventually(done, timeout=30, what="Succeeded")
+    term = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert term["exitCode"] == 0 and term["reason"] == "Completed"
+
+
+def test_env_is_built_as_the_kubelet_builds_it(cluster: Cluster) -> None:
+    log = cluster.tmp / "c.jsonl"
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "creds"},
+        "data": {"password": base64.b64encode(b"hunter2").decode()},
+    }
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "settings"},
+        "data": {"mode": "fast", "level": "3"},
+    }
+    env = [
+        {"name": "A", "value": "alpha"},
+        {"name": "B", "value": "$(A)-beta"},
+        {"name": "ESCAPED", "value": "$$(A)"},
+        {"name": "UNDEFINED", "value": "$(NOPE)"},
+        {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+        {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": "SA", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}},
+        {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+        {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
+    ]
+    container = sig_container(
+        "app",
+        log,
+        env=env,
+        envFrom=[{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}],
+        workingDir="/tmp",
+    )
+    container["args"] += ["--", "$(B)"]  # args are expanded too
+    cluster.apply(secret, config, cluster.pod_manifest("p", [container]))
+    pod = cluster.wait_ready("p")
+    got = start_event(log)
+    e = got["env"]
+    assert e["A"] == "alpha" and e["B"] == "alpha-beta"
+    assert e["ESCAPED"] == "$(A)" and e["UNDEFINED"] == "$(NOPE)"
+    assert e["POD"] == "p" and e["NS"] == cluster.namespace
+    assert e["UID"] == pod["metadata"]["uid"]
+    assert e["POD_IP"] == pod["status"]["podIP"]
+    assert e["HOST_IP"] == cluster.rig.network.host_ip
+    assert e["NODE"] == "rig-node-1" and e["SA"] == "default"
+    assert e["PW"] == "hunter2" and e["MODE"] == "fast"
+    assert e["CFG_level"] == "3"
+    assert e["KUBERNETES_SERVICE_HOST"] == cluster.rig.network.host_ip
+    assert e["HOSTNAME"] == "p"
+    assert got["argv"][-1] == "alpha-beta"
+    assert got["cwd"] == "/tmp"
+
+
+def test_the_service_account_token_is_mounted_and_the_api_server_accepts_it(
+    cluster: Cluster,
+) -> None:
+    log = cluster.tmp / "c.jsonl"
+    cluster.apply(cluster.pod_manifest("p", [sig_container("app", log)]))
+    cluster.wait_ready("p")
+    got = start_event(log)
+    assert got["sa"] == ["ca.crt", "namespace", "token"]
+    token = got["token"]
+    review = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": token},
+    }
+    out = cluster.rig.kubectl("create", "-o", "json", "-f", "-", input=json.dumps(review))
+    status = json.loads(out.stdout)["status"]
+    assert status["authenticated"] is True
+    assert status["user"]["username"] == f"system:serviceaccount:{cluster.namespace}:default"
+    assert status["user"]["extra"]["authentication.kubernetes.io/pod-name"] == ["p"]
+
+
+def test_each_container_has_its_own_cgroup_named_by_its_container_id(cluster: Cluster) -> None:
+    a, b = cluster.tmp / "a.jsonl", cluster.tmp / "b.jsonl"
+    cluster.apply(cluster.pod_manifest("p", [sig_container("a", a), sig_container("b", b)]))
+    pod = cluster.wait_ready("p")
+    ids = {c["name"]: c["containerID"] for c in pod["status"]["containerStatuses"]}
+    uid = pod["metadata"]["uid"]
+    for name, log in (("a", a), ("b", b)):
+        cid = ids[name].removeprefix("rig://")
+        assert f"pids:/quiesce/{uid}/{cid}\n" in start_event(log)["cgroup"]
+
+
+def test_containers_have_their_own_pid_namespace_unless_the_pod_shares_one(
+    cluster: Cluster,
+) -> None:
+    a, b = cluster.tmp / "a.jsonl", cluster.tmp / "b.jsonl"
+    cluster.apply(cluster.pod_manifest("own", [sig_container("a", a), sig_container("b", b)]))
+    cluster.wait_ready("own")
+    # each main process is PID 1 of its own namespace and sees only itself
+    assert start_event(a)["pid"] == 1 and start_event(b)["pid"] == 1
+    assert start_event(a)["procs"] == [1]
+
+    c, d = cluster.tmp / "c.jsonl", cluster.tmp / "d.jsonl"
+    shared = cluster.pod_manifest(
+        "shared", [sig_container("c", c), sig_container("d", d)], shareProcessNamespace=True
+    )
+    cluster.apply(shared)
+    cluster.wait_ready("shared")
+    pc, pd = start_event(c)["pid"], start_event(d)["pid"]
+    assert pc != 1 and pd != 1  # PID 1 is the pod's pause process
+    assert pc in start_event(d)["procs"]  # d sees c's process
+    assert 1 in start_event(d)["procs"]
+
+
+def test_init_containers_run_to_completion_then_sidecars_start_before_the_app(
+    cluster: Cluster,
+) -> None:
+    order = cluster.tmp / "order.txt"
+    side, app = cluster.tmp / "side.jsonl", cluster.tmp / "app.jsonl"
+    init = {
+        "name": "init",
+        "image": "busybox",
+        "command": ["sh", "-c", f"sleep 0.5; echo init $(date +%s.%N) >> {order}"],
+    }
+    sidecar = sig_container(
+        "side",
+        side,
+        port=9000,
+        restartPolicy="Always",
+        startupProbe={"tcpSocket": {"port": 9000}, "periodSeconds": 1},
+    )
+    cluster.apply(
+        cluster.pod_manifest("p", [sig_container("app", app)], initContainers=[init, sidecar])
+    )
+    pod = cluster.wait_ready("p")
+    init_done = float(order.read_text().split()[1])
+    assert init_done <= start_event(side)["t"] <= start_event(app)["t"]
+    statuses = {c["name"]: c for c in pod["status"]["initContainerStatuses"]}
+    assert statuses["init"]["state"]["terminated"]["reason"] == "Completed"
+    assert "running" in statuses["side"]["state"] and statuses["side"]["started"] is True
+    conds = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+    assert conds["Initialized"] == conds["ContainersReady"] == conds["Ready"] == "True"
+    assert conds["PodScheduled"] == conds["PodReadyToStartContainers"] == "True"
+    assert pod["status"]["startTime"]
+
+
+def test_readiness_probes_come_from_the_node_and_drive_the_ready_condition(
+    cluster: Cluster,
+) -> None:
+    flag = cluster.tmp / "ready"
+    log = cluster.tmp / "c.jsonl"
+    container = sig_container(
+        "app",
+        log,
+        port=8080,
+        readinessProbe={
+            "exec": {"command": ["test", "-e", str(flag)]},
+            "periodSeconds": 1,
+            "failureThreshold": 1,
+        },
+        livenessProbe={"httpGet": {"path": "/hook", "port": 8080}, "periodSeconds": 1},
+    )
+    cluster.apply(cluster.pod_manifest("p", [container]))
+
+    def ready_is(value: str) -> bool:
+        pod = cluster.get("pod", "p")
+        conds = {
+            c["type"]: c["status"] for c in (pod or {}).get("status", {}).get("conditions", [])
+        }
+        return conds.get("Ready") == value
+
+    eventually(lambda: start_event(log), what="started")
+    time.sleep(1.5)
+    assert ready_is("False")
+    flag.touch()
+    eventually(lambda: ready_is("True"), timeout=10, what="Ready")
+    flag.unlink()
+    eventually(lambda: ready_is("False"), timeout=10, what="not Ready")
+    hooks = [e for e in read_log(log) if e["event"] == "hook"]
+    assert hooks and all(h["peer"] == cluster.rig.network.host_ip for h in hooks)
+    assert hooks[0]["headers"]["User-Agent"].startswith("kube-probe/")
+
+
+def test_a_failing_liveness_probe_restarts_the_container(cluster: Cluster) -> None:
+    log = cluster.tmp / "c.jsonl"
+    container = sig_container(
+        "app",
+        log,
+        livenessProbe={"tcpSocket": {"port": 8081}, "periodSeconds": 1, "failureThreshold": 2},
+    )
+    cluster.apply(cluster.pod_manifest("p", [container], terminationGracePeriodSeconds=5))
+
+    def restarted() -> dict[str, Any] | None:
+        pod = cluster.get("pod", "p")
+        statuses = (pod or {}).get("status", {}).get("containerStatuses") or []
+        return statuses[0] if statuses and statuses[0]["restartCount"] >= 1 else None
+
+    cs = eventually(restarted, timeout=30, what="a restart")
+    assert cs["lastState"]["terminated"]["exitCode"] == 0  # it exited on SIGTERM
+    assert any(e["reason"] == "Unhealthy" for e in cluster.events("p"))
+    assert next(e["signal"] for e in read_log(log) if e["event"] == "signal") == "SIGTERM"
+
+
+def test_the_agent_leaves_no_process_of_a_deleted_pod(cluster: Cluster) -> None:
+    log = cluster.tmp / "c.jsonl"
+    cluster.apply(
+        cluster.pod_manifest(
+            "p",
+            [sig_container("app", log, exit_on=())],
+            terminationGracePeriodSeconds=1,
+            shareProcessNamespace=True,
+        )
+    )
+    cluster.wait_ready("p")
+    pid_in_ns = start_event(log)["pid"]
+    assert pid_in_ns != 1
+    cluster.delete("p")
+    cluster.wait_gone("p")
+    out = subprocess.run(["pgrep", "-f", str(log)], capture_output=True, text=True).stdout
+    assert out.strip() == ""
