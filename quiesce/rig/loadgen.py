@@ -4,8 +4,9 @@ Sends requests at a fixed rate (a mix of GET and POST, each asking the app
 for a random processing delay) for a fixed duration, whether or not earlier
 ones have answered, as independent clients do. Every request is recorded
 (start offset, method, outcome, latency); failures are: connection refused or
-reset, timeout, or an HTTP 5xx. It stops by itself. Run it in the rig's client
-namespace: ``python -m quiesce.rig.loadgen --url ... --out FILE``.
+reset, timeout, or an HTTP 5xx. It stops by itself, or early on SIGINT (in-flight
+requests still finish). Run it in the rig's client namespace:
+``python -m quiesce.rig.loadgen --url ... --duration ... --out FILE``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import dataclasses
 import json
 import random
+import signal
 import statistics
 import sys
 import time
@@ -118,9 +120,11 @@ async def run(
     delay_ms: tuple[int, int] = (10, 500),
     timeout: float = 10.0,
     seed: int = 1,
+    stop: asyncio.Event | None = None,
 ) -> list[Result]:
-    """Send ``rate`` requests/s for ``duration`` s; wait for every answer (bounded)."""
+    """Send ``rate`` requests/s for ``duration`` s (or until ``stop``); wait for every answer."""
     rng = random.Random(seed)
+    stop = stop or asyncio.Event()
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         started = time.monotonic()
@@ -128,6 +132,8 @@ async def run(
         count = int(rate * duration)
         for i in range(count):
             await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))
+            if stop.is_set():
+                break
             method = "POST" if rng.random() < post_ratio else "GET"
             tasks.append(
                 asyncio.create_task(
@@ -148,15 +154,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.duration > 3600 or args.rate > 2000:
         parser.error("the load is bounded: --duration <= 3600 s, --rate <= 2000/s")
-    results = asyncio.run(
-        run(
+
+    async def until_interrupted() -> list[Result]:
+        # SIGINT/SIGTERM end the load early; in-flight requests still finish.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await run(
             args.url,
             rate=args.rate,
             duration=args.duration,
             post_ratio=args.post_ratio,
             timeout=args.timeout,
+            stop=stop,
         )
-    )
+
+    results = asyncio.run(until_interrupted())
     with open(args.out, "w") as out:
         for r in results:
             out.write(json.dumps(dataclasses.asdict(r)) + "\n")

@@ -12,8 +12,10 @@ Run as ``python -m quiesce.rig.testapp``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
+import socket
 import sys
 import threading
 import time
@@ -25,6 +27,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Handler(BaseHTTPRequestHandler):
     server: AppServer
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self, busy=False)
+
+    def finish(self) -> None:
+        self.server.untrack(self)
+        super().finish()
+
+    def parse_request(self) -> bool:
+        # A request line was read: this connection is busy until answered.
+        self.server.track(self, busy=True)
+        return super().parse_request()
 
     def _answer(self) -> None:
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
@@ -38,8 +53,13 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
+        if self.server.stopping:
+            # Draining: answer, then close, so the client does not reuse it.
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
+        self.server.track(self, busy=False)
 
     do_GET = _answer
     do_POST = _answer
@@ -55,6 +75,46 @@ class AppServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], name: str) -> None:
         super().__init__(address, Handler)
         self.name = name
+        self.stopping = False
+        self._lock = threading.Lock()
+        self._connections: dict[Handler, bool] = {}  # handler -> busy
+
+    def track(self, handler: Handler, *, busy: bool) -> None:
+        with self._lock:
+            self._connections[handler] = busy
+            close_now = self.stopping and not busy
+        if close_now:
+            self._close(handler)
+
+    def untrack(self, handler: Handler) -> None:
+        with self._lock:
+            self._connections.pop(handler, None)
+
+    def drain(self) -> None:
+        """Stop accepting, close idle keep-alive connections, let busy ones finish.
+
+        Closing the listener alone is not enough: pooled keep-alive
+        connections would keep the process (and its old code) alive.
+        """
+        with self._lock:
+            self.stopping = True
+            idle = [h for h, busy in self._connections.items() if not busy]
+        for handler in idle:
+            self._close(handler)
+        self.shutdown()
+
+    @staticmethod
+    def _close(handler: Handler) -> None:
+        sock: socket.socket = handler.connection
+        try:
+            if sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                return  # a request is arriving: it is answered, then the connection closes
+        except BlockingIOError:
+            pass  # idle: nothing to read
+        except OSError:
+            return
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: object, client_address: object) -> None:
         # A load balancer closing an idle keep-alive connection is not an error.
@@ -107,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             except OSError as exc:
                 print(f"deregistration failed: {exc}", file=sys.stderr, flush=True)
         # shutdown() blocks until serve_forever returns: call it off the main thread.
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        threading.Thread(target=server.drain, daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_sigterm)
     print(f"{args.name} listening on {args.bind}:{args.port}", flush=True)
