@@ -186,7 +186,8 @@ class ConsulBackend:
             if left <= 0:
                 break
             try:
-                return await asyncio.wait_for(make(), min(self.settings.request_timeout, left))
+                async with asyncio.timeout(min(self.settings.request_timeout, left)):
+                    return await make()
             except asyncio.CancelledError:
                 raise
             except (

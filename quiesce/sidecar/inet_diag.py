@@ -13,7 +13,6 @@ Layouts follow ``include/uapi/linux/inet_diag.h`` and ``include/uapi/linux/tcp.h
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import ipaddress
 import os
@@ -172,49 +171,78 @@ class DiagError(OSError):
     """The kernel refused or broke off a SOCK_DIAG dump."""
 
 
-def _dump_family(sock: socket.socket, family: int, states: frozenset[TcpState]) -> list[TcpSocket]:
-    seq = int.from_bytes(os.urandom(4), "little")
-    sock.send(_request(family, states, seq))
-    rows: list[TcpSocket] = []
-    while True:
-        data = sock.recv(65536)
-        if not data:
-            return rows
-        offset = 0
-        while offset + _NLMSGHDR.size <= len(data):
-            length, kind, _flags, msg_seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-            if length < _NLMSGHDR.size:
-                return rows
-            payload = data[offset + _NLMSGHDR.size : offset + length]
-            offset += (length + 3) & ~3
-            if msg_seq != seq:
+def _parse(data: bytes, seq: int, rows: list[TcpSocket]) -> bool:
+    """Append the sockets in one netlink datagram to ``rows``; True once the dump is done."""
+    if not data:
+        return True
+    offset = 0
+    while offset + _NLMSGHDR.size <= len(data):
+        length, kind, _flags, msg_seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+        if length < _NLMSGHDR.size:
+            return True
+        payload = data[offset + _NLMSGHDR.size : offset + length]
+        offset += (length + 3) & ~3
+        if msg_seq != seq:
+            continue
+        if kind == NLMSG_DONE:
+            return True
+        if kind == NLMSG_ERROR:
+            (errno,) = struct.unpack_from("=i", payload, 0)
+            if errno == 0:
                 continue
-            if kind == NLMSG_DONE:
-                return rows
-            if kind == NLMSG_ERROR:
-                (errno,) = struct.unpack_from("=i", payload, 0)
-                if errno == 0:
-                    continue
-                raise DiagError(-errno, f"SOCK_DIAG dump failed: {os.strerror(-errno)}")
-            if kind == SOCK_DIAG_BY_FAMILY:
-                row = _parse_msg(payload)
-                if row is not None:
-                    rows.append(row)
+            raise DiagError(-errno, f"SOCK_DIAG dump failed: {os.strerror(-errno)}")
+        if kind == SOCK_DIAG_BY_FAMILY:
+            row = _parse_msg(payload)
+            if row is not None:
+                rows.append(row)
+    return False
+
+
+def _open() -> socket.socket:
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
+
+
+def _seq() -> int:
+    return int.from_bytes(os.urandom(4), "little")
 
 
 def dump(states: frozenset[TcpState] = DEFAULT_STATES) -> list[TcpSocket]:
-    """Every TCP socket (IPv4 and IPv6) in this network namespace in ``states``."""
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as sock:
+    """Every TCP socket (IPv4 and IPv6) in this network namespace in ``states`` (blocking)."""
+    rows: list[TcpSocket] = []
+    with _open() as sock:
         sock.settimeout(2.0)
-        rows = _dump_family(sock, socket.AF_INET, states)
-        with contextlib.suppress(DiagError):  # no IPv6 in this namespace
-            rows += _dump_family(sock, socket.AF_INET6, states)
-        return rows
+        for family in (socket.AF_INET, socket.AF_INET6):
+            seq = _seq()
+            sock.send(_request(family, states, seq))
+            try:
+                while not _parse(sock.recv(65536), seq, rows):
+                    pass
+            except DiagError:
+                if family == socket.AF_INET:
+                    raise  # no IPv6 in this namespace is fine
+    return rows
 
 
-async def dump_async(states: frozenset[TcpState] = DEFAULT_STATES) -> list[TcpSocket]:
-    """:func:`dump` off the event loop."""
-    return await asyncio.to_thread(dump, states)
+async def dump_async(
+    states: frozenset[TcpState] = DEFAULT_STATES, *, timeout: float = 2.0
+) -> list[TcpSocket]:
+    """:func:`dump` on a non-blocking socket driven by the event loop (no thread)."""
+    loop = asyncio.get_running_loop()
+    rows: list[TcpSocket] = []
+    with _open() as sock:
+        sock.setblocking(False)
+        for family in (socket.AF_INET, socket.AF_INET6):
+            seq = _seq()
+            await loop.sock_sendall(sock, _request(family, states, seq))
+            try:
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+                async with asyncio.timeout(timeout):
+                    while not _parse(await loop.sock_recv(sock, 65536), seq, rows):
+                        pass
+            except DiagError:
+                if family == socket.AF_INET:
+                    raise
+    return rows
 
 
 def passive_opens() -> int:

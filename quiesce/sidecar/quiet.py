@@ -24,7 +24,7 @@ import collections
 import ipaddress
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from quiesce.sidecar import inet_diag
@@ -53,10 +53,12 @@ class TrafficFilter:
     host_ip: str = ""
     probe_ports: frozenset[int] = frozenset()
     long_lived_ports: frozenset[int] = frozenset()
+    only_ports: frozenset[int] | None = None
+    """Look only at these listening ports (tests sharing a host's namespace); None: all."""
 
-    @staticmethod
-    def listening_ports(rows: Iterable[TcpSocket]) -> frozenset[int]:
-        return frozenset(r.local_port for r in rows if r.state == TcpState.LISTEN)
+    def listening_ports(self, rows: Iterable[TcpSocket]) -> frozenset[int]:
+        ports = frozenset(r.local_port for r in rows if r.state == TcpState.LISTEN)
+        return ports if self.only_ports is None else ports & self.only_ports
 
     def is_inbound(self, row: TcpSocket, listening: frozenset[int]) -> bool:
         """An accepted connection on a port that listens here (any peer)."""
@@ -110,8 +112,8 @@ class Activity:
 class TrafficObserver:
     """Diffs successive samples of the socket table into :class:`Activity`.
 
-    ``sample`` is synchronous (a netlink dump and a /proc read, ~1 ms); run it
-    in a worker thread from the event loop.
+    ``sample`` blocks (a netlink dump and a /proc read, ~1 ms); the sidecar
+    uses ``asample``, whose netlink socket is non-blocking and driven by the loop.
     """
 
     def __init__(
@@ -119,11 +121,13 @@ class TrafficObserver:
         traffic: TrafficFilter,
         *,
         dump: Callable[[], list[TcpSocket]] = inet_diag.dump,
+        dump_async: Callable[[], Awaitable[list[TcpSocket]]] = inet_diag.dump_async,
         passive_opens: Callable[[], int] = inet_diag.passive_opens,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.traffic = traffic
         self._dump = dump
+        self._dump_async = dump_async
         self._passive_opens = passive_opens
         self._clock = clock
         self._known: dict[int, int] = {}  # cookie -> bytes_received (-1: excluded)
@@ -136,9 +140,16 @@ class TrafficObserver:
         return self._opens_base is not None
 
     def sample(self) -> Activity:
-        """Take one sample; the first one only sets the baseline."""
+        """Take one sample (blocking); the first one only sets the baseline."""
         opens = self._passive_opens()  # read before the table: see _unattributed
-        rows = self._dump()
+        return self._diff(opens, self._dump())
+
+    async def asample(self) -> Activity:
+        """:meth:`sample` with the socket table read by the event loop (no thread)."""
+        opens = self._passive_opens()  # a small procfs read
+        return self._diff(opens, await self._dump_async())
+
+    def _diff(self, opens: int, rows: list[TcpSocket]) -> Activity:
         now = self._clock()
         listening = self.traffic.listening_ports(rows)
         first = self._opens_base is None
@@ -158,9 +169,9 @@ class TrafficObserver:
             seen[row.cookie] = received
             previous = self._known.get(row.cookie)
             if previous is None:
-                self._attributed += 1
-                if counted and not first:
-                    new += 1
+                if not first:
+                    self._attributed += 1
+                    new += int(counted)
             elif (
                 counted
                 and received > previous >= 0

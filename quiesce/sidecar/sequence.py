@@ -100,6 +100,7 @@ class Sidecar:
         self._sampler: asyncio.Task[None] | None = None
         self._tracker: QuietTracker | None = None
         self._wake = asyncio.Event()
+        self._closing = False
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -112,6 +113,8 @@ class Sidecar:
         self._sampler = asyncio.create_task(self._sample_forever(), name="quiesce-sampler")
 
     async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
         if self._sampler is not None:
             self._sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -154,11 +157,11 @@ class Sidecar:
     # --- traffic sampling ----------------------------------------------------
 
     async def _sample_forever(self) -> None:
-        while True:
+        while not self._closing:
             tracker = self._tracker
             try:
-                activity = await asyncio.to_thread(self.observer.sample)
-            except (OSError, ValueError, IndexError) as exc:
+                activity = await self.observer.asample()
+            except (OSError, ValueError, IndexError, TimeoutError) as exc:
                 if self.sampling_error is None:
                     log.error(
                         "Cannot read the socket table (inet_diag): %s; the quiet check is "
@@ -183,7 +186,8 @@ class Sidecar:
             )
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
 
     # --- the sequence --------------------------------------------------------
 
@@ -390,6 +394,8 @@ class Sidecar:
                         satisfied.pop(name, None)
                 if all(checks.values()):
                     reason = max(satisfied, key=lambda k: (satisfied[k], k == "quiet"))
+                    if reason == "quiet" and window >= plan.converge_max:
+                        reason = "ceiling"  # no traffic seen before: silence proved nothing
                     break
                 if now >= end:
                     reason = "ceiling" if end >= ceiling_at else "deadline"

@@ -17,7 +17,7 @@ def test_busy_until_answered_and_idle_keepalive_is_not_busy(ext_ip: str) -> None
     idle_accepted, _ = server.accept()
     fresh = socket.create_connection(server.getsockname())
     fresh_accepted, _ = server.accept()
-    traffic = TrafficFilter(sidecar_port=7979)
+    traffic = TrafficFilter(sidecar_port=7979, only_ports=frozenset({server.getsockname()[1]}))
     try:
         # a pooled keep-alive connection: request answered
         idle.sendall(b"GET / HTTP/1.1\r\n\r\n")

@@ -52,15 +52,19 @@ def server() -> Iterator[Server]:
     s.close()
 
 
-def observer(**kw: object) -> TrafficObserver:
-    params: dict[str, object] = {"sidecar_port": 7979}
+def observer(*servers: Server, **kw: object) -> TrafficObserver:
+    """Looks only at the test's own ports: other processes share this namespace."""
+    params: dict[str, object] = {
+        "sidecar_port": 7979,
+        "only_ports": frozenset(s.port for s in servers),
+    }
     params.update(kw)
     return TrafficObserver(TrafficFilter(**params))  # type: ignore[arg-type]
 
 
 def test_first_sample_is_only_a_baseline(server: Server, ext_ip: str) -> None:
     server.connect(ext_ip)
-    obs = observer()
+    obs = observer(server)
     first = obs.sample()
     assert first.new_connections == 0 and first.requests == 0
     assert first.connections >= 1
@@ -69,7 +73,7 @@ def test_first_sample_is_only_a_baseline(server: Server, ext_ip: str) -> None:
 def test_a_new_inbound_connection_from_another_address_is_traffic(
     server: Server, ext_ip: str
 ) -> None:
-    obs = observer()
+    obs = observer(server)
     obs.sample()
     server.connect(ext_ip)
     activity = obs.sample()
@@ -78,7 +82,7 @@ def test_a_new_inbound_connection_from_another_address_is_traffic(
 
 
 def test_loopback_connections_are_not_traffic(server: Server) -> None:
-    obs = observer()
+    obs = observer(server)
     obs.sample()
     client, accepted = server.connect("127.0.0.1")
     client.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
@@ -91,7 +95,7 @@ def test_loopback_connections_are_not_traffic(server: Server) -> None:
 def test_the_sidecars_own_port_is_not_traffic(ext_ip: str) -> None:
     srv = Server()
     try:
-        obs = observer(sidecar_port=srv.port)
+        obs = observer(srv, sidecar_port=srv.port)
         obs.sample()
         srv.connect(ext_ip)
         assert obs.sample().new_connections == 0
@@ -102,7 +106,7 @@ def test_the_sidecars_own_port_is_not_traffic(ext_ip: str) -> None:
 def test_the_nodes_probe_connections_are_not_traffic_but_other_ports_are(ext_ip: str) -> None:
     probed, served = Server(), Server()
     try:
-        obs = observer(host_ip=ext_ip, probe_ports=frozenset({probed.port}))
+        obs = observer(probed, served, host_ip=ext_ip, probe_ports=frozenset({probed.port}))
         obs.sample()
         probed.connect(ext_ip)
         served.connect(ext_ip)
@@ -114,7 +118,7 @@ def test_the_nodes_probe_connections_are_not_traffic_but_other_ports_are(ext_ip:
 
 def test_request_bytes_on_a_kept_alive_connection_are_traffic(server: Server, ext_ip: str) -> None:
     client, accepted = server.connect(ext_ip)
-    obs = observer()
+    obs = observer(server)
     obs.sample()
     assert obs.sample().requests == 0
     client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -125,7 +129,7 @@ def test_request_bytes_on_a_kept_alive_connection_are_traffic(server: Server, ex
 
 def test_on_long_lived_ports_only_new_connections_count(server: Server, ext_ip: str) -> None:
     client, accepted = server.connect(ext_ip)
-    obs = observer(long_lived_ports=frozenset({server.port}))
+    obs = observer(server, long_lived_ports=frozenset({server.port}))
     obs.sample()
     client.sendall(b"stream frame")
     accepted.recv(100)
@@ -138,7 +142,7 @@ def test_on_long_lived_ports_only_new_connections_count(server: Server, ext_ip: 
 def test_a_connection_that_opened_and_closed_between_samples_is_still_caught(
     server: Server, ext_ip: str
 ) -> None:
-    obs = observer()
+    obs = observer(server)
     obs.sample()
     client, accepted = server.connect(ext_ip)
     client.close()  # the client closes first: no TIME_WAIT on our side
