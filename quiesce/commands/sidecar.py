@@ -69,11 +69,35 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
+def _import_aiohttp_without_the_system_ca_bundle() -> None:
+    """Import aiohttp with an empty CA bundle: saves ~2 MB of the sidecar's 40 MB.
+
+    aiohttp builds two module-level SSL contexts at import, parsing the system
+    CA bundle. The sidecar never uses them: every TLS client it makes (Consul
+    with ``CONSUL_CACERT``, the API server with the service-account ``ca.crt``)
+    builds its own context after this import, with the environment restored.
+    """
+    import os
+
+    saved = {name: os.environ.get(name) for name in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+    os.environ["SSL_CERT_FILE"] = os.devnull
+    os.environ["SSL_CERT_DIR"] = os.devnull
+    try:
+        import aiohttp.web  # noqa: F401
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def run(args: argparse.Namespace) -> int:
     import asyncio
     import dataclasses
     import json
 
+    _import_aiohttp_without_the_system_ca_bundle()
     from quiesce.sidecar import logs, server, settings
 
     try:
