@@ -76,6 +76,7 @@ class Runtime:
     attempts: dict[str, int] = dataclasses.field(default_factory=dict)
     retries: dict[str, asyncio.TimerHandle] = dataclasses.field(default_factory=dict)
     managed: dict[str, str] = dataclasses.field(default_factory=dict)
+    generations: dict[str, int] = dataclasses.field(default_factory=dict)
     bound: set[tuple[str, str]] = dataclasses.field(default_factory=set)
     disabled_namespaces: set[str] = dataclasses.field(default_factory=set)
     tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
@@ -222,6 +223,9 @@ async def _reconcile(
 ) -> None:
     metadata = obj["metadata"]
     uid, namespace, name = str(metadata["uid"]), str(metadata["namespace"]), str(metadata["name"])
+    if int(metadata.get("generation") or 0) < runtime.generations.get(uid, 0):
+        # A watch event queued before our own write: its copy is stale, a newer one follows.
+        return
     decision = reconcile.reconcile(
         obj,
         config=runtime.settings.config,
@@ -252,7 +256,7 @@ async def _reconcile(
     try:
         if decision.service_account and decision.changes_template:
             await _bind(runtime, namespace, decision.service_account)
-        await runtime.call(runtime.api.write, kind, namespace, name, decision.write)
+        written = await runtime.call(runtime.api.write, kind, namespace, name, decision.write)
     except apply.ApiError as exc:
         if exc.status == 404:
             return
@@ -264,8 +268,10 @@ async def _reconcile(
         if exc.retriable or stale:
             runtime.attempts[uid] = attempt + 1
             delay = RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)]
-            logger.info(
-                "Writing %s/%s failed (%s); retrying in %.1f s.", namespace, name, exc, delay
+            # A conflict is routine (a watch event older than the object): not worth a line.
+            level = logging.DEBUG if exc.status in (409, 422) else logging.WARNING
+            logger.log(
+                level, "Writing %s/%s failed (%s); retrying in %.1f s.", namespace, name, exc, delay
             )
             _schedule(runtime, kind, namespace, name, uid, delay)
         else:
@@ -280,6 +286,7 @@ async def _reconcile(
         return
     runtime.attempts.pop(uid, None)
     _cancel_retry(runtime, uid)
+    runtime.generations[uid] = int((written.get("metadata") or {}).get("generation") or 0)
     runtime.metrics.writes.labels(kind.kind, decision.action).inc()
     if decision.action in ("inject", "update", "upgrade"):
         runtime.managed[uid] = kind.kind
@@ -377,6 +384,7 @@ def _forget(runtime: Runtime, uid: str) -> None:
     _cancel_retry(runtime, uid)
     runtime.locks.pop(uid, None)
     runtime.attempts.pop(uid, None)
+    runtime.generations.pop(uid, None)
     runtime.poster.forget(uid)
     if runtime.managed.pop(uid, None) is not None:
         _set_managed_gauge(runtime)

@@ -41,6 +41,12 @@ WriteKind = Literal["apply", "json-patch", "merge-patch"]
 Action = Literal["none", "inject", "update", "upgrade", "restore", "status", "forget"]
 
 OK_PREFIX: Final = "ok: "
+#: Key quiesce adds to template.inject's record: the template's grace was the API server's
+#: default (30 s), not the user's, so plans ignore it as ``quiesce plan`` on the manifest does.
+GRACE_DEFAULTED: Final = "grace_defaulted"
+GRACE: Final = "terminationGracePeriodSeconds"
+DEFAULT_GRACE: Final = 30
+LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
 ERROR_PREFIX: Final = "error: "
 
 
@@ -120,9 +126,10 @@ def reconcile(
     plan: plans.ShutdownPlan | None = None
     native = cluster_native
     injection: template.Injection | None = None
+    defaulted = _grace_defaulted(obj, original, record)
     if not errors:
         try:
-            plan = plans.build_plan(annotations, original, config.plan)
+            plan = plans.build_plan(annotations, _as_written(original, defaulted), config.plan)
             native = template.resolve_native(plan, cluster_supports_native=cluster_native)
             injection = template.inject(original, plan, config, token=token, native=native)
         except plans.PlanError as exc:
@@ -165,10 +172,11 @@ def reconcile(
     else:
         action, why = "inject", f"{keys.INJECT} is set"
 
+    replaced = {**injection.replaced, GRACE_DEFAULTED: defaulted}
     state = {
         keys.STATE_PLAN_HASH: plan_hash,
         keys.STATE_TEMPLATE_HASH: template_hash,
-        keys.STATE_REPLACED: json.dumps(injection.replaced, sort_keys=True, separators=(",", ":")),
+        keys.STATE_REPLACED: json.dumps(replaced, sort_keys=True, separators=(",", ":")),
         keys.STATE_STATUS: status,
     }
     if _foreign_hooks(pod_spec, plan.containers):
@@ -417,6 +425,56 @@ def _foreign_hooks(pod_spec: Mapping[str, Any], targets: tuple[str, ...]) -> boo
         if not any(h.get("name") == template.TOKEN_HEADER for h in headers):
             return True
     return False
+
+
+def _grace_defaulted(
+    obj: Mapping[str, Any], original: Mapping[str, Any], record: Mapping[str, Any] | None
+) -> bool:
+    """Is the template's terminationGracePeriodSeconds the API server's default (30 s)?
+
+    A manifest without it gets 30 s from the API server, and a plan would then keep
+    30 s as if the user had asked for it (``quiesce plan`` on the manifest would not).
+    What the user wrote is known from ``kubectl apply``'s last-applied configuration
+    or from server-side appliers' field ownership (Update operations own defaults
+    too, so they tell nothing). Without either, the 30 s counts as the user's: the
+    safe side, a longer grace. Once quiesce has injected, its record remembers.
+    """
+    if original.get(GRACE) != DEFAULT_GRACE:
+        return False
+    if record is not None:
+        return bool(record.get(GRACE_DEFAULTED))
+    metadata = obj.get("metadata") or {}
+    last_applied = (metadata.get("annotations") or {}).get(LAST_APPLIED)
+    if isinstance(last_applied, str):
+        try:
+            written = json.loads(last_applied)
+        except ValueError:
+            written = None
+        if isinstance(written, Mapping):
+            spec: Any = written
+            for key in ("spec", "template", "spec"):
+                spec = spec.get(key) if isinstance(spec, Mapping) else None
+            return isinstance(spec, Mapping) and GRACE not in spec
+    applied = [
+        entry
+        for entry in metadata.get("managedFields") or ()
+        if isinstance(entry, Mapping) and entry.get("operation") == "Apply"
+    ]
+    if not applied:
+        return False
+    for entry in applied:
+        fields = entry.get("fieldsV1")
+        for key in ("f:spec", "f:template", "f:spec"):
+            fields = fields.get(key) if isinstance(fields, Mapping) else None
+        if isinstance(fields, Mapping) and f"f:{GRACE}" in fields:
+            return False
+    return True
+
+
+def _as_written(pod_spec: Mapping[str, Any], grace_defaulted: bool) -> Mapping[str, Any]:
+    if not grace_defaulted:
+        return pod_spec
+    return {key: value for key, value in pod_spec.items() if key != GRACE}
 
 
 def _pod_spec(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:

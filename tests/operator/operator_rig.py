@@ -1,0 +1,154 @@
+"""Helpers of the operator tests: polling, the operator subprocess, the cluster as tests see it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from quiesce.rig import kubeapi, rig
+
+T = TypeVar("T")
+
+
+def wait_for(
+    probe: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.2, what: str = ""
+) -> T:
+    """Poll until ``probe`` returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what or probe}")
+        time.sleep(interval)
+
+
+class OperatorProcess:
+    """One ``quiesce operator`` subprocess; ``restart`` keeps its arguments."""
+
+    def __init__(self, kubeconfig: Path, logdir: Path, args: list[str], name: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.args = args
+        self.log_path = logdir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "quiesce",
+            "operator",
+            f"--kubeconfig={self.kubeconfig}",
+            "--log-format=json",
+            *self.args,
+        ]
+        log = self.log_path.open("ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        log.close()
+        wait_for(
+            lambda: "Initial authentication has finished" in self.log(),
+            timeout=30,
+            what=f"the operator to start ({self.log_path})",
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self, sig: int = signal.SIGTERM) -> None:
+        self.stop(sig)
+        self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Cluster:
+    """The rig's API server, as the tests read and change it."""
+
+    def __init__(self, r: rig.Rig) -> None:
+        assert r.control_plane is not None
+        self.rig = r
+        self.api: kubeapi.ApiClient = r.control_plane.api()
+
+    def kubectl(self, *args: str, input: str | None = None) -> str:
+        return self.rig.kubectl(*args, input=input).stdout
+
+    def apply(self, manifest: str) -> str:
+        return self.kubectl("apply", "-f", "-", input=manifest)
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        plural = {"Deployment": "deployments", "StatefulSet": "statefulsets"}.get(
+            kind, kind.lower() + "s"
+        )
+        result: dict[str, Any] = self.api.get(
+            f"/apis/apps/v1/namespaces/{namespace}/{plural}/{name}"
+        )
+        return result
+
+    def replicasets(self, namespace: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.api.get(
+            f"/apis/apps/v1/namespaces/{namespace}/replicasets"
+        )["items"]
+        return items
+
+    def pods(self, namespace: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.api.get(f"/api/v1/namespaces/{namespace}/pods")["items"]
+        return items
+
+    def events(self, namespace: str, name: str | None = None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.api.get(f"/api/v1/namespaces/{namespace}/events")[
+            "items"
+        ]
+        return [e for e in items if name is None or e["involvedObject"].get("name") == name]
+
+    def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
+        self.api.create(
+            "/api/v1/namespaces",
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": name, "labels": labels or {}},
+            },
+        )
+
+    def delete_namespace(self, name: str) -> None:
+        with contextlib.suppress(kubeapi.ApiError):
+            self.api.request("DELETE", f"/api/v1/namespaces/{name}")
+
+
+def decode_plan(pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """The QUIESCE_PLAN the sidecar of ``pod_spec`` gets."""
+    for key in ("initContainers", "containers"):
+        for container in pod_spec.get(key) or ():
+            if container["name"] == "quiesce-sidecar":
+                for env in container["env"]:
+                    if env["name"] == "QUIESCE_PLAN":
+                        plan: dict[str, Any] = json.loads(env["value"].replace("$$", "$"))
+                        return plan
+    raise AssertionError("no quiesce sidecar in the pod spec")
