@@ -379,3 +379,17 @@ def test_the_agent_leaves_no_process_of_a_deleted_pod(cluster: Cluster) -> None:
     cluster.wait_gone("p")
     out = subprocess.run(["pgrep", "-f", str(log)], capture_output=True, text=True).stdout
     assert out.strip() == ""
+
+
+def test_the_sidecar_finds_the_apps_main_process_by_the_reported_container_id(
+    cluster: Cluster,
+) -> None:
+    from quiesce.sidecar import signals
+
+    log = cluster.tmp / "c.jsonl"
+    cluster.apply(cluster.pod_manifest("p", [sig_container("app", log)]))
+    pod = cluster.wait_ready("p")
+    cid = pod["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
+    main = signals.main_process(cid)
+    assert main is not None
+    assert str(log) in main.argv

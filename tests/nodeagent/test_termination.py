@@ -350,3 +350,50 @@ def test_the_sandbox_is_removed_and_the_pod_deleted_with_grace_zero(cluster: Clu
     with pytest.raises(OSError) as info:
         socket.create_connection((ip, 8080), timeout=1.5)
     assert not isinstance(info.value, ConnectionRefusedError)
+
+
+def test_a_shorter_grace_on_a_second_deletion_cuts_the_running_kill_short(
+    cluster: Cluster,
+) -> None:
+    log = cluster.tmp / "c.jsonl"
+    hook = {"preStop": {"exec": {"command": ["sleep", "60"]}}}
+    container = sig_container("app", log, exit_on=(), lifecycle=hook)
+    cluster.apply(cluster.pod_manifest("p", [container], terminationGracePeriodSeconds=60))
+    started(cluster, "p", log)
+    cluster.delete("p")
+    time.sleep(1)
+    t1 = cluster.delete("p", "--grace-period=2")
+    gone = cluster.wait_gone("p")
+    # the hook is given up at the new deadline, then the 2 s minimum, then SIGKILL
+    assert near(first(log, "signal", signal="SIGTERM")["t"] - t1, 2)
+    assert near(gone - t1, 4, 1.5)
+
+
+def test_a_forced_deletion_still_stops_the_containers_with_the_minimum_grace(
+    cluster: Cluster,
+) -> None:
+    log = cluster.tmp / "c.jsonl"
+    hook = {"preStop": {"exec": {"command": ["sleep", "60"]}}}
+    container = sig_container("app", log, exit_on=(), lifecycle=hook)
+    cluster.apply(cluster.pod_manifest("p", [container], terminationGracePeriodSeconds=60))
+    started(cluster, "p", log)
+    pid = first(log, "start")["pid"]
+    assert pid == 1
+    t0 = cluster.delete("p", "--force", "--grace-period=0")
+    assert cluster.get("pod", "p") is None  # the API object is gone at once
+    # calculateEffectiveGracePeriod gives 1 s (the hook's bound), then 2 s after SIGTERM
+    term = eventually(
+        lambda: [e for e in read_log(log) if e["event"] == "signal"], timeout=10, what="SIGTERM"
+    )[0]
+    assert near(term["t"] - t0, 1)
+    out = cluster.tmp / "pgrep"
+
+    def no_process() -> bool:
+        import subprocess
+
+        found = subprocess.run(["pgrep", "-f", str(log)], capture_output=True, text=True)
+        out.write_text(found.stdout)
+        return found.stdout.strip() == ""
+
+    eventually(no_process, timeout=10, what="processes gone")
+    assert time.time() - t0 < 5

@@ -71,6 +71,10 @@ def lookup(image: str) -> Image:
 
 def argv(image: str, command: Sequence[str] | None, args: Sequence[str] | None) -> list[str]:
     """The process argv, as a runtime combines ENTRYPOINT/CMD with command/args."""
+    if not command and repository(image) not in IMAGES:
+        raise NoProgram(
+            f"image {image!r} has no local program in the rig: give the container a command"
+        )
     known = lookup(image)
     if command:
         head: list[str] = list(command)

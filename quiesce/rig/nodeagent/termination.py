@@ -36,12 +36,17 @@ def is_sidecar(init_container: Mapping[str, Any]) -> bool:
 
 
 def pod_grace(pod: Mapping[str, Any], current: int | None = None) -> int:
-    """calculateEffectiveGracePeriod: deletion grace, else spec grace; only shrinks; >= 1."""
+    """calculateEffectiveGracePeriod: deletion grace, else spec grace; only shrinks; >= 1.
+
+    A deletion grace of 0 (a forced deletion) counts as set: the pod gets 1 s.
+    """
     grace = current or 0
+    overridden = False
     deletion = pod.get("metadata", {}).get("deletionGracePeriodSeconds")
     if deletion is not None and (grace == 0 or int(deletion) < grace):
         grace = int(deletion)
-    if grace == 0:
+        overridden = True
+    if not overridden and grace == 0:
         spec_grace = pod.get("spec", {}).get("terminationGracePeriodSeconds")
         grace = int(spec_grace) if spec_grace is not None else DEFAULT_GRACE_SECONDS
     return max(grace, 1)

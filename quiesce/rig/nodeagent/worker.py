@@ -843,9 +843,10 @@ class PodWorker:
                 await self._main
         running = [r for r in self.runs if r.running()]
         ordering = termination.TerminationOrdering(self.pod["spec"], [r.name for r in running])
+        # The pod worker passes its effective grace down as the override.
         await asyncio.gather(
             *(
-                self._kill(r, grace_override=None, ordering=ordering, reason="pod deleted")
+                self._kill(r, grace_override=self.grace, ordering=ordering, reason="pod deleted")
                 for r in running
             )
         )
