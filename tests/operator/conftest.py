@@ -10,17 +10,16 @@ share an object.
 
 from __future__ import annotations
 
-import itertools
-import re
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from operator_rig import Cluster, OperatorProcess
+from operator_rig import Cluster, OperatorProcess, make_namespace
 
 from quiesce.rig import rig
 
-_numbers = itertools.count(1)
+RBAC = Path(__file__).resolve().parents[2] / "manifests" / "rbac"
 
 
 @pytest.fixture(scope="session")
@@ -34,14 +33,45 @@ def operator_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def operator_kubeconfig(cluster: Cluster, operator_logs: Path) -> Path:
+    """The shipped RBAC (manifests/rbac/) applied, and a kubeconfig of its service account.
+
+    Every operator of the tests runs as that account, so each test also checks that the
+    least-privilege rules are enough.
+    """
+    for name in ("operator.yaml", "sidecar-clusterrole.yaml", "peering.yaml"):
+        cluster.kubectl("apply", "-f", str(RBAC / name))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=30s",
+        "crd/clusterkopfpeerings.kopf.dev", "crd/kopfpeerings.kopf.dev",
+    )  # fmt: skip
+    token = cluster.kubectl(
+        "create", "token", "quiesce-operator", "-n", "quiesce-system", "--duration=3h"
+    ).strip()
+    admin = json.loads(cluster.rig.kubeconfig.read_text())
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": admin["clusters"],
+        "users": [{"name": "quiesce-operator", "user": {"token": token}}],
+        "contexts": [{"name": "rig", "context": {"cluster": "rig", "user": "quiesce-operator"}}],
+        "current-context": "rig",
+    }
+    path = operator_logs / "operator.kubeconfig"
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(scope="session")
 def make_operator(
-    rig_instance: rig.Rig, operator_logs: Path
+    operator_kubeconfig: Path, operator_logs: Path
 ) -> Iterator[Callable[..., OperatorProcess]]:
     """Start an operator with extra arguments; every one is stopped at the end."""
     started: list[OperatorProcess] = []
 
     def make(*args: str, name: str = "operator") -> OperatorProcess:
-        op = OperatorProcess(rig_instance.kubeconfig, operator_logs, list(args), name)
+        op = OperatorProcess(operator_kubeconfig, operator_logs, list(args), name)
         started.append(op)
         op.start()
         return op
@@ -62,19 +92,7 @@ def namespace(
     cluster: Cluster, operator: OperatorProcess, request: pytest.FixtureRequest
 ) -> Iterator[str]:
     """A fresh namespace the session's operator serves; deleted after the test."""
-    yield from _namespace(cluster, operator, request, "op")
-
-
-def _namespace(
-    cluster: Cluster, op: OperatorProcess, request: pytest.FixtureRequest, prefix: str
-) -> Iterator[str]:
-    short = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower().removeprefix("test_"))[:30]
-    name = f"{prefix}-{next(_numbers)}-{short}".strip("-")
-    cluster.create_namespace(name)
-    yield name
-    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
-        print(f"\n--- operator log ({op.log_path}) ---\n{op.log()[-6000:]}")
-    cluster.delete_namespace(name)
+    yield from make_namespace(cluster, operator, request, "op")
 
 
 @pytest.hookimpl(hookwrapper=True)

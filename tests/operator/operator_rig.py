@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +20,7 @@ import pytest
 from quiesce.rig import kubeapi, rig
 
 T = TypeVar("T")
+_numbers = itertools.count(1)
 
 
 def wait_for(
@@ -152,3 +155,15 @@ def decode_plan(pod_spec: dict[str, Any]) -> dict[str, Any]:
                         plan: dict[str, Any] = json.loads(env["value"].replace("$$", "$"))
                         return plan
     raise AssertionError("no quiesce sidecar in the pod spec")
+
+
+def make_namespace(
+    cluster: Cluster, op: OperatorProcess, request: pytest.FixtureRequest, prefix: str
+) -> Iterator[str]:
+    short = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower().removeprefix("test_"))[:30]
+    name = f"{prefix}-{next(_numbers)}-{short}".strip("-")
+    cluster.create_namespace(name)
+    yield name
+    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+        print(f"\n--- operator log ({op.log_path}) ---\n{op.log()[-6000:]}")
+    cluster.delete_namespace(name)

@@ -1,0 +1,167 @@
+"""Safety switches, HA and observability of the real operator on the rig.
+
+Each test that needs its own operator configuration runs it on a namespace
+pattern nobody else serves (``dry-*``, ``off-*``, ``ha-*``), so it never
+competes with the session's operator on ``op-*``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+
+import pytest
+import yaml
+from operator_rig import Cluster, OperatorProcess, make_namespace, wait_for
+from test_operator_injection import deployment, injected, template_spec
+
+from quiesce import annotations as keys
+
+pytestmark = pytest.mark.rig
+
+SETTLE = 3.0
+
+
+@pytest.fixture
+def own_namespace(
+    cluster: Cluster, operator: OperatorProcess, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], str]]:
+    """A fresh namespace with a prefix of the test's choice; deleted after the test."""
+    made: list[Iterator[str]] = []
+
+    def make(prefix: str) -> str:
+        gen = make_namespace(cluster, operator, request, prefix)
+        made.append(gen)
+        return next(gen)
+
+    yield make
+    for gen in made:
+        next(gen, None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_dry_run_reports_as_events_and_writes_nothing(
+    cluster: Cluster,
+    make_operator: Callable[..., OperatorProcess],
+    own_namespace: Callable[[str], str],
+) -> None:
+    ns = own_namespace("dry")
+    make_operator(f"--namespace={ns}", "--dry-run", name="dry-run")
+    cluster.apply(yaml.safe_dump(deployment(ns)))
+    before = cluster.get("Deployment", ns, "web")
+
+    events = wait_for(
+        lambda: [e for e in cluster.events(ns, "web") if "dry run" in e["message"]],
+        what="the dry-run Event",
+    )
+    assert events[0]["reason"] == "Injected"
+    assert "would inject" in events[0]["message"]
+    time.sleep(SETTLE)
+    after = cluster.get("Deployment", ns, "web")
+    assert not [k for k in after["metadata"].get("annotations", {}) if k.startswith("state.")]
+    assert template_spec(after) == template_spec(before)
+    assert "quiesce" not in {m["manager"] for m in after["metadata"]["managedFields"]}
+    assert len([e for e in cluster.events(ns, "web") if "dry run" in e["message"]]) == 1
+
+
+def test_the_global_kill_switch_changes_nothing(
+    cluster: Cluster,
+    make_operator: Callable[..., OperatorProcess],
+    own_namespace: Callable[[str], str],
+) -> None:
+    ns = own_namespace("off")
+    op = make_operator(f"--namespace={ns}", "--disabled", name="disabled")
+    cluster.apply(yaml.safe_dump(deployment(ns)))
+    time.sleep(SETTLE)
+    obj = cluster.get("Deployment", ns, "web")
+    assert keys.STATE_STATUS not in obj["metadata"]["annotations"]
+    assert not [e for e in cluster.events(ns, "web") if "quiesce" in e["message"]]
+    assert op.alive()
+
+
+def test_a_namespace_label_switches_the_operator_off_there_and_back_on(
+    cluster: Cluster, namespace: str
+) -> None:
+    cluster.kubectl("label", "namespace", namespace, f"{keys.DISABLED_LABEL}=true")
+    time.sleep(1.0)  # the index learns the label from its watch
+    cluster.apply(yaml.safe_dump(deployment(namespace)))
+    time.sleep(SETTLE)
+    obj = cluster.get("Deployment", namespace, "web")
+    assert keys.STATE_STATUS not in obj["metadata"]["annotations"]
+
+    cluster.kubectl("label", "namespace", namespace, f"{keys.DISABLED_LABEL}-")
+    injected(cluster, namespace)
+
+
+def test_the_operator_logs_json_and_serves_metrics_and_liveness(
+    cluster: Cluster,
+    make_operator: Callable[..., OperatorProcess],
+    own_namespace: Callable[[str], str],
+) -> None:
+    ns = own_namespace("obs")
+    metrics_port, liveness_port = free_port(), free_port()
+    op = make_operator(
+        f"--namespace={ns}",
+        f"--metrics-port={metrics_port}",
+        f"--liveness=http://127.0.0.1:{liveness_port}/healthz",
+        name="observed",
+    )
+    cluster.apply(yaml.safe_dump(deployment(ns)))
+    injected(cluster, ns)
+
+    lines = [json.loads(line) for line in op.log().splitlines() if line.startswith("{")]
+    assert any(line["message"].startswith(f"Injected {ns}/web") for line in lines)
+    assert all({"message", "timestamp", "severity"} <= set(line) for line in lines)
+
+    def scrape() -> str | None:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read().decode()
+        return (
+            text
+            if 'quiesce_operator_patches_total{action="inject",kind="Deployment"} 1.0' in text
+            else None
+        )
+
+    text = wait_for(scrape, what="the inject to be counted")
+    assert 'quiesce_operator_objects_managed{kind="Deployment"} 1.0' in text
+    assert "quiesce_operator_reconcile_seconds_count" in text
+    assert 'quiesce_operator_api_requests_total{verb="patch"}' in text
+    with urllib.request.urlopen(f"http://127.0.0.1:{liveness_port}/healthz") as response:
+        assert response.status == 200
+
+
+def test_ha_peering_one_replica_works_the_other_takes_over(
+    cluster: Cluster,
+    make_operator: Callable[..., OperatorProcess],
+    own_namespace: Callable[[str], str],
+) -> None:
+    ns = own_namespace("ha")
+    cluster.apply(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kopf.dev/v1",
+                "kind": "KopfPeering",
+                "metadata": {"name": "quiesce", "namespace": ns},
+            }
+        )
+    )
+    high = make_operator(f"--namespace={ns}", "--peering=quiesce", "--priority=200", name="ha-high")
+    low = make_operator(f"--namespace={ns}", "--peering=quiesce", "--priority=100", name="ha-low")
+    cluster.apply(yaml.safe_dump(deployment(ns, "first")))
+    injected(cluster, ns, "first")
+    assert "Injected" in high.log() and f"Injected {ns}/first" not in low.log()
+
+    assert "Resuming operations" not in low.log(), "the lower priority waits"
+    high.stop()
+    wait_for(lambda: "Resuming operations" in low.log(), what="the low one to take over")
+    cluster.apply(yaml.safe_dump(deployment(ns, "second")))
+    injected(cluster, ns, "second")
+    assert f"Injected {ns}/second" in low.log()
+    assert len([e for e in cluster.events(ns, "first") if e["reason"] == "Injected"]) == 1
