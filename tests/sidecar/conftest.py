@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -37,9 +36,6 @@ def container() -> Iterator[Callable[..., FakeContainer]]:
 @pytest.fixture
 def consul_http_addr(request: pytest.FixtureRequest) -> str:
     """The rig's real Consul agent ("IP:port")."""
-    env = os.environ.get("QUIESCE_TEST_CONSUL_ADDR")  # dev only, until the rig fixture lands
-    if env:
-        return env
     agent = request.getfixturevalue("consul_agent")
     return str(agent.http_addr)
 

@@ -97,12 +97,16 @@ class FakeContainer:
     by this ID in /proc/<pid>/cgroup exactly as it does in a pod.
     """
 
-    def __init__(self, argv: list[str], *, cwd: str | None = None, **popen: Any) -> None:
+    def __init__(self, argv: list[str], *, prefix: list[str] | None = None, **popen: Any) -> None:
+        """``prefix`` wraps argv, e.g. ``ip netns exec <pod>`` to run in a pod sandbox.
+
+        The launcher joins the cgroup first: ``ip netns exec`` remounts /sys.
+        """
         self.id = secrets.token_hex(32)
         self.cgroup = PIDS_CGROUP / "quiesce-tests" / f"cri-containerd-{self.id}.scope"
         self.cgroup.mkdir(parents=True)
         launcher = f'echo $$ > {self.cgroup}/cgroup.procs && exec "$@"'
-        self.proc = subprocess.Popen(["sh", "-c", launcher, "sh", *argv], cwd=cwd, **popen)
+        self.proc = subprocess.Popen(["sh", "-c", launcher, "sh", *(prefix or []), *argv], **popen)
 
     @property
     def pid(self) -> int:
