@@ -429,3 +429,45 @@ def test_consul_unreachable_the_sequence_still_ends_within_the_deadline_and_says
     assert 'quiesce_sidecar_deregistration_failures_total{backend="auto"}' in metrics
     log = pod.sandbox.name + "-sidecar.log"
     assert log  # every failure is also a log line naming the address (checked in the unit tests)
+
+
+def test_drain_holds_the_hook_until_the_request_in_flight_is_answered(
+    pods: Callable[..., Pod], rig_instance: rig.Rig
+) -> None:
+    plan = {
+        **STEADY,
+        "converge_max": 1.0,
+        "converge_min": 0.0,
+        "signal": None,
+        "drain_timeout": 6.0,
+    }
+    pod = pods(plan=plan)
+    slow = rig_instance.network.client.popen(
+        [
+            "curl",
+            "-s",
+            "-m",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            f"http://{pod.ip}:{APP_PORT}/slow?ms=2500",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.3)
+    code, took = pod.prestop()
+    assert code == 200
+    stdout, _ = slow.communicate(timeout=15)
+    assert stdout == "200"
+    status = pod.status()
+    drain = phase(status, "drain")
+    assert drain["waiting_for"] == "in-flight requests"
+    assert drain["outcome"] == "ok"
+    answered = [e for e in read_events(pod.events) if e.get("path", "").startswith("/slow")]
+    assert len(answered) == 1
+    # the hook returned only once the answer had been sent
+    assert wall(drain["ended_at"]) >= answered[0]["t"] - 0.05
+    assert took >= 2.0
