@@ -127,6 +127,7 @@ class PodWorker:
         self._status_dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._main: asyncio.Task[None] | None = None
+        self._sandbox_task: asyncio.Future[None] | None = None
         self.finished = asyncio.Event()
         self.log_dir = node.workdir / "pods" / f"{self.namespace}_{self.name}_{self.uid[:8]}"
 
@@ -387,7 +388,10 @@ class PodWorker:
 
     async def _run(self) -> None:
         try:
-            await self._create_sandbox()
+            # Shielded: a deletion must not interrupt creating the netns half way
+            # (the thread would leave it behind); termination waits for it instead.
+            self._sandbox_task = asyncio.ensure_future(self._create_sandbox())
+            await asyncio.shield(self._sandbox_task)
             if self.terminating:
                 return
             for run in self.runs:
@@ -413,21 +417,33 @@ class PodWorker:
             log.exception("pod %s: sync failed", self.key)
 
     async def _create_sandbox(self) -> None:
-        sandbox_name = f"p{self.uid[:8]}"
-        netns = await asyncio.to_thread(self.node.new_sandbox, sandbox_name)
-        token = await self._token_dir()
-        self.sandbox = runtime.Sandbox(
-            netns=netns,
-            pod_uid=self.uid,
-            share_pid=bool(self.pod["spec"].get("shareProcessNamespace")),
-            token_dir=token,
-            log_dir=self.log_dir,
-        )
-        await self.sandbox.start()
-        self.pod_ip = netns.ip
-        self.sandbox_ready = True
-        log.info("pod %s: sandbox %s with IP %s", self.key, netns.netns, self.pod_ip)
-        self.dirty()
+        """RunPodSandbox: netns + IP, token, pause; retried (as a pod sync is) until it works."""
+        while True:
+            netns = await asyncio.to_thread(self.node.new_sandbox, f"p{self.uid[:8]}")
+            try:
+                token = await self._token_dir()
+                sandbox = runtime.Sandbox(
+                    netns=netns,
+                    pod_uid=self.uid,
+                    share_pid=bool(self.pod["spec"].get("shareProcessNamespace")),
+                    token_dir=token,
+                    log_dir=self.log_dir,
+                )
+                await sandbox.start()
+            except Exception as exc:
+                log.warning("pod %s: creating the sandbox failed (%s); retrying", self.key, exc)
+                await asyncio.to_thread(netns.remove)
+                self.node.release_sandbox(netns)
+                if self.terminating:
+                    return
+                await asyncio.sleep(1)
+                continue
+            self.sandbox = sandbox
+            self.pod_ip = netns.ip
+            self.sandbox_ready = True
+            log.info("pod %s: sandbox %s with IP %s", self.key, netns.netns, self.pod_ip)
+            self.dirty()
+            return
 
     async def _start(self, run: ContainerRun) -> bool:
         """Create and start one container (startContainer in kuberuntime_container.go)."""
@@ -841,6 +857,9 @@ class PodWorker:
             self._main.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._main
+        if self._sandbox_task is not None:
+            with contextlib.suppress(Exception):
+                await self._sandbox_task
         running = [r for r in self.runs if r.running()]
         ordering = termination.TerminationOrdering(self.pod["spec"], [r.name for r in running])
         # The pod worker passes its effective grace down as the override.
