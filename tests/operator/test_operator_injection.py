@@ -405,3 +405,29 @@ def test_a_restarted_operator_makes_no_duplicate_patches_and_no_rollout_storm(
         assert len(sets) <= 2
         assert len([rs for rs in sets if template_spec(rs).get("initContainers")]) == 1
         assert [e["reason"] for e in cluster.events(namespace, name)].count("Injected") == 1
+
+
+def test_the_users_own_template_change_is_one_rollout_with_the_sidecar_kept(
+    cluster: Cluster, namespace: str
+) -> None:
+    manifest = deployment(namespace)
+    cluster.apply(yaml.safe_dump(manifest))
+    first = injected(cluster, namespace)
+    wait_for(lambda: len(owned_replicasets(cluster, namespace)) == 2, what="the injected rollout")
+
+    manifest["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.example/web:2"
+    cluster.apply(yaml.safe_dump(manifest))
+
+    def followed() -> dict[str, Any] | None:
+        obj = cluster.get("Deployment", namespace, "web")
+        annotations = obj["metadata"]["annotations"]
+        old = first["metadata"]["annotations"][keys.STATE_TEMPLATE_HASH]
+        return obj if annotations[keys.STATE_TEMPLATE_HASH] != old else None
+
+    obj = wait_for(followed, what="the operator to record the user's template")
+    spec = template_spec(obj)
+    assert spec["containers"][0]["image"] == "registry.example/web:2"
+    assert spec["initContainers"][0]["name"] == "quiesce-sidecar"
+    assert reconcile.current_token(spec) == reconcile.current_token(template_spec(first))
+    time.sleep(SETTLE)
+    assert len(owned_replicasets(cluster, namespace)) == 3, "the user's rollout, and no other"

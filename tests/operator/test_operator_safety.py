@@ -12,6 +12,8 @@ import socket
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -165,3 +167,88 @@ def test_ha_peering_one_replica_works_the_other_takes_over(
     injected(cluster, ns, "second")
     assert f"Injected {ns}/second" in low.log()
     assert len([e for e in cluster.events(ns, "first") if e["reason"] == "Injected"]) == 1
+
+
+def write_config(path: Path, image: str) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "sidecar": {"image": image},
+                "consul": {
+                    "address": "https://$(HOST_IP):8501",
+                    "tokenSecret": {"name": "consul-acl", "key": "token"},
+                    "caSecret": {"name": "consul-ca", "key": "ca.crt"},
+                },
+            }
+        )
+    )
+    return path
+
+
+def sidecar_of(obj: dict[str, Any]) -> dict[str, Any]:
+    (sidecar,) = [
+        c for c in template_spec(obj).get("initContainers", ()) if c["name"] == "quiesce-sidecar"
+    ]
+    return sidecar
+
+
+def test_the_configuration_reaches_the_sidecar_and_upgrades_never_roll_the_fleet(
+    cluster: Cluster,
+    make_operator: Callable[..., OperatorProcess],
+    own_namespace: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    ns = own_namespace("cfg")
+    old = write_config(tmp_path / "old.yaml", "quiesce:1.0")
+    op = make_operator(f"--namespace={ns}", f"--config={old}", name="config")
+    cluster.apply(
+        yaml.safe_dump_all(
+            [
+                deployment(ns, "pinned"),
+                deployment(
+                    ns, "eager", annotations={keys.INJECT: "true", keys.AUTO_UPGRADE: "true"}
+                ),
+            ]
+        )
+    )
+    pinned = injected(cluster, ns, "pinned")
+    injected(cluster, ns, "eager")
+    sidecar = sidecar_of(pinned)
+    assert sidecar["image"] == "quiesce:1.0"
+    env = {e["name"]: e.get("value") for e in sidecar["env"]}
+    assert env["CONSUL_HTTP_ADDR"] == "https://$(HOST_IP):8501"
+    assert env["CONSUL_HTTP_TOKEN_FILE"].endswith("/token")
+    assert env["CONSUL_CACERT"].endswith("/ca.crt")
+    secrets = {v["name"]: v["secret"]["secretName"] for v in template_spec(pinned)["volumes"]}
+    assert sorted(secrets.values()) == ["consul-acl", "consul-ca"]
+
+    # A new release of quiesce: the operator restarts with a new sidecar image.
+    op.stop()
+    op.args = [
+        f"--namespace={ns}",
+        f"--config={write_config(tmp_path / 'new.yaml', 'quiesce:2.0')}",
+    ]
+    op.start()
+
+    def upgraded() -> dict[str, Any] | None:
+        obj = cluster.get("Deployment", ns, "eager")
+        return obj if sidecar_of(obj)["image"] == "quiesce:2.0" else None
+
+    wait_for(upgraded, what="the auto-upgrade opt-in to move to the new image")
+    time.sleep(SETTLE)
+    still = cluster.get("Deployment", ns, "pinned")
+    assert sidecar_of(still)["image"] == "quiesce:1.0", "no opt-in: the fleet is not rolled"
+    assert still["metadata"]["resourceVersion"] == pinned["metadata"]["resourceVersion"]
+    assert [e["reason"] for e in cluster.events(ns, "eager")].count("Upgraded") == 1
+
+    # The workload's own next change carries the new image along, in one rollout.
+    manifest = deployment(ns, "pinned")
+    manifest["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.example/web:2"
+    cluster.apply(yaml.safe_dump(manifest))
+
+    def moved() -> dict[str, Any] | None:
+        obj = cluster.get("Deployment", ns, "pinned")
+        return obj if sidecar_of(obj)["image"] == "quiesce:2.0" else None
+
+    obj = wait_for(moved, what="the user's change to bring the new image")
+    assert template_spec(obj)["containers"][0]["image"] == "registry.example/web:2"
