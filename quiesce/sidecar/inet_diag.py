@@ -18,6 +18,7 @@ import ipaddress
 import os
 import socket
 import struct
+from collections.abc import Container
 from dataclasses import dataclass
 
 NETLINK_SOCK_DIAG = 4
@@ -33,9 +34,8 @@ _NLMSGHDR = struct.Struct("=IHHII")
 _SOCKID = struct.Struct(">HH16s16sI8s")  # sport, dport (network order), src, dst, if, cookie
 _REQ_HEAD = struct.Struct("=BBBBI")
 # inet_diag_msg: family, state, timer, retrans, sockid, expires, rqueue, wqueue, uid, inode
-_MSG_HEAD = struct.Struct("=BBBB")
-_MSG_TAIL = struct.Struct("=IIIII")
 _RTATTR = struct.Struct("=HH")
+_PORT = struct.Struct(">H")
 
 # struct tcp_info offsets (stable ABI; fields are only ever appended)
 _TI_LAST_DATA_SENT = 44
@@ -135,32 +135,36 @@ def _parse_info(data: bytes) -> TcpInfo | None:
     )
 
 
+_STATES = {int(s): s for s in TcpState}
+# inet_diag_msg up to the attributes, one unpack (ports are big-endian: swapped below)
+_MSG = struct.Struct("=BBBBHH16s16sI8sIIIII")
+
+
 def _parse_msg(payload: bytes) -> TcpSocket | None:
-    family, state, _timer, _retrans = _MSG_HEAD.unpack_from(payload, 0)
-    offset = _MSG_HEAD.size
-    sport, dport, src, dst, _if, cookie = _SOCKID.unpack_from(payload, offset)
-    offset += _SOCKID.size
-    _expires, _rq, _wq, _uid, inode = _MSG_TAIL.unpack_from(payload, offset)
-    offset += _MSG_TAIL.size
+    family, state, _t, _r, sport, dport, src, dst, _if, cookie, _e, _rq, _wq, _uid, inode = (
+        _MSG.unpack_from(payload, 0)
+    )
+    tcp_state = _STATES.get(state)
+    if tcp_state is None:
+        return None
     info: TcpInfo | None = None
-    while offset + _RTATTR.size <= len(payload):
+    offset = _MSG.size
+    end = len(payload)
+    while offset + 4 <= end:
         length, kind = _RTATTR.unpack_from(payload, offset)
-        if length < _RTATTR.size:
+        if length < 4:
             break
         if kind == INET_DIAG_INFO:
-            info = _parse_info(payload[offset + _RTATTR.size : offset + length])
+            info = _parse_info(payload[offset + 4 : offset + length])
+            break
         offset += (length + 3) & ~3
-    try:
-        tcp_state = TcpState(state)
-    except ValueError:
-        return None
     return TcpSocket(
         family=family,
         state=tcp_state,
         local_ip=_ip(family, src),
-        local_port=sport,
+        local_port=socket.ntohs(sport),
         peer_ip=_ip(family, dst),
-        peer_port=dport,
+        peer_port=socket.ntohs(dport),
         cookie=int.from_bytes(cookie, "little"),
         inode=inode,
         info=info,
@@ -171,8 +175,14 @@ class DiagError(OSError):
     """The kernel refused or broke off a SOCK_DIAG dump."""
 
 
-def _parse(data: bytes, seq: int, rows: list[TcpSocket]) -> bool:
-    """Append the sockets in one netlink datagram to ``rows``; True once the dump is done."""
+def _parse(
+    data: bytes, seq: int, rows: list[TcpSocket], local_ports: Container[int] | None = None
+) -> bool:
+    """Append the sockets in one netlink datagram to ``rows``; True once the dump is done.
+
+    With ``local_ports``, only listening sockets and sockets on those local ports are
+    decoded (a host namespace has thousands of sockets; a pod has a handful).
+    """
     if not data:
         return True
     offset = 0
@@ -192,6 +202,10 @@ def _parse(data: bytes, seq: int, rows: list[TcpSocket]) -> bool:
                 continue
             raise DiagError(-errno, f"SOCK_DIAG dump failed: {os.strerror(-errno)}")
         if kind == SOCK_DIAG_BY_FAMILY:
+            if local_ports is not None and payload[1] != TcpState.LISTEN:
+                (sport,) = _PORT.unpack_from(payload, 4)
+                if sport not in local_ports:
+                    continue
             row = _parse_msg(payload)
             if row is not None:
                 rows.append(row)
@@ -206,8 +220,13 @@ def _seq() -> int:
     return int.from_bytes(os.urandom(4), "little")
 
 
-def dump(states: frozenset[TcpState] = DEFAULT_STATES) -> list[TcpSocket]:
-    """Every TCP socket (IPv4 and IPv6) in this network namespace in ``states`` (blocking)."""
+def dump(
+    states: frozenset[TcpState] = DEFAULT_STATES, *, local_ports: Container[int] | None = None
+) -> list[TcpSocket]:
+    """Every TCP socket (IPv4 and IPv6) in this network namespace in ``states`` (blocking).
+
+    ``local_ports``: besides listening sockets, only sockets on these local ports.
+    """
     rows: list[TcpSocket] = []
     with _open() as sock:
         sock.settimeout(2.0)
@@ -215,7 +234,7 @@ def dump(states: frozenset[TcpState] = DEFAULT_STATES) -> list[TcpSocket]:
             seq = _seq()
             sock.send(_request(family, states, seq))
             try:
-                while not _parse(sock.recv(65536), seq, rows):
+                while not _parse(sock.recv(65536), seq, rows, local_ports):
                     pass
             except DiagError:
                 if family == socket.AF_INET:
@@ -224,7 +243,10 @@ def dump(states: frozenset[TcpState] = DEFAULT_STATES) -> list[TcpSocket]:
 
 
 async def dump_async(
-    states: frozenset[TcpState] = DEFAULT_STATES, *, timeout: float = 2.0
+    states: frozenset[TcpState] = DEFAULT_STATES,
+    *,
+    local_ports: Container[int] | None = None,
+    timeout: float = 2.0,
 ) -> list[TcpSocket]:
     """:func:`dump` on a non-blocking socket driven by the event loop (no thread)."""
     loop = asyncio.get_running_loop()
@@ -237,7 +259,7 @@ async def dump_async(
             try:
                 # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
                 async with asyncio.timeout(timeout):
-                    while not _parse(await loop.sock_recv(sock, 65536), seq, rows):
+                    while not _parse(await loop.sock_recv(sock, 65536), seq, rows, local_ports):
                         pass
             except DiagError:
                 if family == socket.AF_INET:

@@ -120,8 +120,8 @@ class TrafficObserver:
         self,
         traffic: TrafficFilter,
         *,
-        dump: Callable[[], list[TcpSocket]] = inet_diag.dump,
-        dump_async: Callable[[], Awaitable[list[TcpSocket]]] = inet_diag.dump_async,
+        dump: Callable[..., list[TcpSocket]] = inet_diag.dump,
+        dump_async: Callable[..., Awaitable[list[TcpSocket]]] = inet_diag.dump_async,
         passive_opens: Callable[[], int] = inet_diag.passive_opens,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -134,6 +134,8 @@ class TrafficObserver:
         self._opens_base: int | None = None
         self._attributed = 0  # inbound connections (of any kind) first seen by a sample
         self._flagged = 0  # accepted connections already reported as unseen
+        # listening ports of the last sample: the next dump decodes only their sockets
+        self._ports: frozenset[int] | None = None
 
     @property
     def primed(self) -> bool:
@@ -142,16 +144,17 @@ class TrafficObserver:
     def sample(self) -> Activity:
         """Take one sample (blocking); the first one only sets the baseline."""
         opens = self._passive_opens()  # read before the table: see _unattributed
-        return self._diff(opens, self._dump())
+        return self._diff(opens, self._dump(local_ports=self._ports))
 
     async def asample(self) -> Activity:
         """:meth:`sample` with the socket table read by the event loop (no thread)."""
         opens = self._passive_opens()  # a small procfs read
-        return self._diff(opens, await self._dump_async())
+        return self._diff(opens, await self._dump_async(local_ports=self._ports))
 
     def _diff(self, opens: int, rows: list[TcpSocket]) -> Activity:
         now = self._clock()
         listening = self.traffic.listening_ports(rows)
+        self._ports = listening
         first = self._opens_base is None
         if first:
             self._opens_base = opens
