@@ -1,17 +1,19 @@
-"""``quiesce demo``: run the local demo on the real-component rig."""
+"""``quiesce demo``: a rolling update under load on the real-component rig."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="run the local demo on the real-component rig",
-        description="Start the rig (real kube-apiserver, Consul, HAProxy; built on first use), "
-        "show the load balancer's discovery lag that quiesce waits out, and tear it all down. "
-        "Needs root (network namespaces).",
+        help="run the local demo: a rolling update under load on the rig",
+        description="Start the rig (real kube-apiserver, Consul, HAProxy; built on first use) "
+        "with the node agent and the quiesce operator, roll a Consul-registered app under load "
+        "once per stop policy (no hook, preStop sleep 5, a long sleep, quiesce) and print the "
+        "failures side by side. Needs root (network namespaces).",
     )
     parser.add_argument(
         "--discovery-interval",
@@ -20,6 +22,33 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SECONDS",
         help="HAProxy's Consul DNS resolution interval (default: 5)",
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=50.0,
+        metavar="RPS",
+        help="requests per second through HAProxy (default: 50)",
+    )
+    parser.add_argument(
+        "--redispatch",
+        action="store_true",
+        help="HAProxy with option redispatch (default: HAProxy's defaults)",
+    )
+    parser.add_argument(
+        "--policy",
+        action="append",
+        dest="policies",
+        metavar="NAME",
+        choices=("no-hook", "sleep-5", "sleep-long", "quiesce"),
+        help="run only these policies (repeatable; default: all four)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("demo-output"),
+        metavar="DIR",
+        help="where the plot and JSON go (default: ./demo-output)",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -27,7 +56,13 @@ def _run(args: argparse.Namespace) -> int:
     from quiesce.rig import demo, errors
 
     try:
-        return demo.run(discovery_interval=args.discovery_interval)
-    except errors.RigError as exc:
+        return demo.run(
+            discovery_interval=args.discovery_interval,
+            rate=args.rate,
+            redispatch=args.redispatch,
+            policies=args.policies,
+            output=args.output,
+        )
+    except (errors.RigError, TimeoutError) as exc:
         print(f"quiesce demo: {exc}")
         return 1

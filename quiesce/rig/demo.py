@@ -1,86 +1,73 @@
-"""The local demo on the rig (first stage): show the discovery lag quiesce exists for.
+"""The local demo: a rolling update under load, four stop policies side by side.
 
-It starts the rig, runs two pods of the test app registered in Consul behind
-HAProxy (Consul DNS discovery), deregisters one and measures how long HAProxy
-keeps sending it traffic: the window in which a pod that simply stopped would
-drop requests. The full rolling-update comparison (no hook, sleep, quiesce)
-builds on this.
+Builds the rig on first use, starts it with the node agent and the real
+``quiesce operator``, then rolls a Consul-registered app (3 replicas behind
+HAProxy with Consul DNS discovery) once per stop policy while a load
+generator counts every failed request. Prints the table and saves a plot.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-import urllib.request
+from pathlib import Path
 
-from quiesce.rig import binaries, haproxy, process, rig
+from quiesce.rig import binaries, haproxy, report, rig, rollout
 
 
 def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def run(*, discovery_interval: float = 5.0) -> int:
+def run(
+    *,
+    discovery_interval: float = 5.0,
+    rate: float = 50.0,
+    redispatch: bool = False,
+    policies: list[str] | None = None,
+    output: Path = Path("demo-output"),
+) -> int:
     took = binaries.ensure_all()
     if took:
-        _say(f"built the rig's binaries: {', '.join(f'{k} {v:.0f} s' for k, v in took.items())}")
+        _say("built the rig's binaries: " + ", ".join(f"{k} {v:.0f} s" for k, v in took.items()))
+    profile = haproxy.Profile(discovery_interval=discovery_interval, redispatch=redispatch)
+    chosen = [
+        p for p in rollout.policies(discovery_interval) if policies is None or p.name in policies
+    ]
     started = time.monotonic()
-    with rig.Rig.start() as r:
-        assert r.consul is not None
+    results = []
+    with rig.Rig.start(node_agent=True) as r:
         _say(
-            f"rig up in {time.monotonic() - started:.1f} s: kube-apiserver "
-            f"{binaries.KUBERNETES_VERSION} at {r.control_plane.server if r.control_plane else '-'}"
-            f", Consul {binaries.CONSUL_VERSION} at {r.consul.http_addr}"
+            f"rig up in {time.monotonic() - started:.0f} s (kube-apiserver "
+            f"{binaries.KUBERNETES_VERSION}, Consul {binaries.CONSUL_VERSION}, node agent)"
         )
-        names = []
-        for i in range(2):
-            pod = r.network.sandbox(f"demo{i}")
-            pod.popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "quiesce.rig.testapp",
-                    "--name",
-                    f"web-{i}",
-                    "--bind",
-                    pod.ip,
-                ]
-            )
-            deadline = time.monotonic() + 30
-            while not process.tcp_open(pod.ip, 8080):
-                if time.monotonic() > deadline:
-                    _say(f"web-{i} did not start listening on {pod.ip}:8080")
-                    return 1
-                time.sleep(0.1)
-            r.consul.register({"ID": f"web-{i}", "Name": "web", "Address": pod.ip, "Port": 8080})
-            names.append(f"web-{i} at {pod.ip}")
-        profile = haproxy.Profile(discovery_interval=discovery_interval)
-        lb = r.load_balancer("web", profile)
-        _say(f"pods: {', '.join(names)}; load balancer: {profile.describe()}")
-
-        def served() -> set[str]:
-            seen = set()
-            for _ in range(6):
-                with urllib.request.urlopen(lb.url, timeout=5) as resp:
-                    seen.add(resp.read().decode().strip())
-            return seen
-
-        deadline = time.monotonic() + 30
-        while served() != {"web-0", "web-1"}:
-            if time.monotonic() > deadline:
-                _say("HAProxy did not discover both pods within 30 s")
-                return 1
-            time.sleep(0.5)
-        _say("HAProxy routes to both pods; deregistering web-1 from Consul...")
-        r.consul.deregister("web-1")
-        gone = time.monotonic()
-        while "web-1" in served():
-            time.sleep(0.1)
-        lag = time.monotonic() - gone
-        print(
-            f"HAProxy kept sending requests to web-1 for {lag:.1f} s after it left Consul.\n"
-            f"A pod that stops at once loses what arrives in that window; quiesce waits "
-            f"until it is observably over."
+        operator = rollout.start_operator(r)
+        _say(
+            f"quiesce operator running; load balancer: {profile.describe()}; "
+            f"load: {rate:g} requests/s, 20 % POST"
         )
-    _say("rig stopped; no process left behind")
+        try:
+            for policy in chosen:
+                result = rollout.run_one(
+                    r,
+                    policy,
+                    profile,
+                    rate=rate,
+                    converge_max=rollout.ceiling(discovery_interval),
+                    progress=_say,
+                )
+                _say(
+                    f"{policy.describe()}: {result.summary.failed} of {result.summary.sent} "
+                    f"requests failed, p99 {result.summary.p99_ms:.0f} ms"
+                )
+                results.append(result)
+        finally:
+            operator.stop()
+    print()
+    print(report.table(results))
+    output.mkdir(parents=True, exist_ok=True)
+    png = report.plot(results, output / "rollout.png")
+    rollout.write_json(results, output / "rollout.json")
+    total = time.monotonic() - started
+    print(f"\nplot: {png}; numbers: {output / 'rollout.json'}; total {total:.0f} s")
     return 0

@@ -58,6 +58,11 @@ def policies(discovery_interval: float) -> list[StopPolicy]:
     ]
 
 
+def ceiling(discovery_interval: float) -> float:
+    """quiesce's converge-max for a given LB lag: the user knows their LB's worst case."""
+    return discovery_interval * 2 + 2
+
+
 @dataclasses.dataclass
 class RolloutResult:
     policy: str
@@ -225,12 +230,9 @@ def start_operator(r: rig.Rig, *, namespaces: str = "ro-*") -> process.ManagedPr
     ).start()
     log = proc.log
     proc.wait_ready(
-        lambda: (
-            "Watching" in log.read_text(errors="replace")
-            or "watching" in log.read_text(errors="replace")
-        ),
+        lambda: "Initial authentication has finished" in log.read_text(errors="replace"),
         timeout=60,
-        what="watching workloads",
+        what="connected to the API server",
     )
     return proc
 
