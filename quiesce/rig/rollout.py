@@ -69,7 +69,8 @@ class RolloutResult:
     profile: str
     summary: loadgen.Summary
     termination_seconds: list[float]
-    rollout_seconds: float
+    rollout_seconds: float  # median of the rollouts
+    rollouts: int
     failures: list[loadgen.Result]
     timeline: list[tuple[float, int]]  # (seconds since load start, pods terminating)
 
@@ -87,6 +88,7 @@ class RolloutResult:
             "termination_median_s": round(terms[len(terms) // 2], 1) if terms else None,
             "termination_max_s": round(terms[-1], 1) if terms else None,
             "rollout_s": round(self.rollout_seconds, 1),
+            "rollouts": self.rollouts,
         }
 
 
@@ -245,9 +247,13 @@ def run_one(
     rate: float,
     converge_max: float,
     progress: Callable[[str], None] = lambda _: None,
-    max_seconds: float = 600,
+    min_requests: int = 0,
+    max_seconds: float = 900,
 ) -> RolloutResult:
-    """One rolling update of 3 replicas under load with ``policy``; everything cleaned up."""
+    """Rolling updates of 3 replicas under load with ``policy``; everything cleaned up.
+
+    One rollout, or as many back to back as it takes to send ``min_requests``.
+    """
     assert r.consul is not None
     n = next(_runs)
     namespace, service = f"ro-{n}-{policy.name}", f"web{n}"
@@ -293,20 +299,30 @@ def run_one(
         )
         load_started = time.monotonic()
         timeline: list[tuple[float, int]] = []
-        old = {p["metadata"]["name"] for p in watch.poll()}
+        replaced: set[str] = set()
+        rollout_times: list[float] = []
         time.sleep(3)
-        rollout_started = time.monotonic()
-        r.kubectl("rollout", "restart", "deployment/web", "-n", namespace)
+        while True:
+            old = {p["metadata"]["name"] for p in watch.poll()} - set(watch.terminating_since)
+            replaced |= old
+            rollout_started = time.monotonic()
+            r.kubectl("rollout", "restart", "deployment/web", "-n", namespace)
 
-        def rolled() -> bool:
-            pods = watch.poll()
-            timeline.append((time.monotonic() - load_started, watch.terminating()))
-            live = {p["metadata"]["name"] for p in pods}
-            return not (old & live) and _ready_pods(pods, injected=policy.quiesce) == 3
+            def rolled(old: set[str] = old) -> bool:
+                pods = watch.poll()
+                timeline.append((time.monotonic() - load_started, watch.terminating()))
+                live = {p["metadata"]["name"] for p in pods}
+                return not (old & live) and _ready_pods(pods, injected=policy.quiesce) == 3
 
-        _wait("the rollout to replace every pod", rolled, max_seconds)
-        rollout_seconds = time.monotonic() - rollout_started
-        progress(f"{policy.describe()}: rollout done in {rollout_seconds:.0f} s")
+            _wait("the rollout to replace every pod", rolled, max_seconds)
+            rollout_times.append(time.monotonic() - rollout_started)
+            progress(
+                f"{policy.describe()}: rollout {len(rollout_times)} done in "
+                f"{rollout_times[-1]:.0f} s"
+            )
+            if (time.monotonic() - load_started) * rate >= min_requests:
+                break
+            time.sleep(2)
         time.sleep(3)  # a tail of traffic on the new pods only
         gen.send_signal(signal.SIGINT)
         _, stderr = gen.communicate(timeout=60)
@@ -324,9 +340,10 @@ def run_one(
         termination_seconds=[
             watch.gone_at[name] - since
             for name, since in watch.terminating_since.items()
-            if name in old and name in watch.gone_at
+            if name in replaced and name in watch.gone_at
         ],
-        rollout_seconds=rollout_seconds,
+        rollout_seconds=sorted(rollout_times)[len(rollout_times) // 2],
+        rollouts=len(rollout_times),
         failures=[x for x in results if x.failed],
         timeline=timeline,
     )
