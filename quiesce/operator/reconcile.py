@@ -194,7 +194,7 @@ def reconcile(
         action=action,
         why=why,
         write=write,
-        events=(Event("Normal", verb, message),),
+        events=(Event("Normal", verb, message), *_manifest_warnings(obj, plan)),
         plan=plan,
         native=native,
         service_account=service_account,
@@ -425,6 +425,52 @@ def _foreign_hooks(pod_spec: Mapping[str, Any], targets: tuple[str, ...]) -> boo
         if not any(h.get("name") == template.TOKEN_HEADER for h in headers):
             return True
     return False
+
+
+def _written_spec(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The pod spec as ``kubectl apply`` last wrote it (its last-applied configuration)."""
+    raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+    if not isinstance(raw, str):
+        return None
+    try:
+        spec: Any = json.loads(raw)
+    except ValueError:
+        return None
+    for key in ("spec", "template", "spec"):
+        spec = spec.get(key) if isinstance(spec, Mapping) else None
+    return spec if isinstance(spec, Mapping) else None
+
+
+def _manifest_warnings(obj: Mapping[str, Any], plan: plans.ShutdownPlan) -> tuple[Event, ...]:
+    """Fields of the user's manifest that quiesce replaces: every ``kubectl apply`` sends them
+    again (a preStop of another handler type is then refused by the API server, a smaller grace
+    rolls the workload twice). Said once, when quiesce writes."""
+    written = _written_spec(obj)
+    if written is None:
+        return ()
+    found: list[str] = []
+    for container in written.get("containers") or ():
+        if not isinstance(container, Mapping) or container.get("name") not in plan.containers:
+            continue
+        lifecycle = container.get("lifecycle")
+        if isinstance(lifecycle, Mapping) and "preStop" in lifecycle:
+            found.append(f"containers[{container['name']}].lifecycle.preStop")
+    grace = written.get(GRACE)
+    if grace is not None and grace != plan.grace_period_seconds:
+        found.append(f"{GRACE} {grace} (the plan needs {plan.grace_period_seconds})")
+    if not found:
+        return ()
+    return (
+        Event(
+            "Warning",
+            "ManifestConflict",
+            "The manifest sets what quiesce replaces: "
+            + "; ".join(found)
+            + ". Re-applying it with kubectl will fail or roll the workload twice: remove these "
+            "from the manifest (quiesce keeps the hook's work and the budget), or set "
+            f"{keys.GRACE_PERIOD}.",
+        ),
+    )
 
 
 def _grace_defaulted(

@@ -270,6 +270,12 @@ def test_an_exec_sleep_hook_is_absorbed_into_the_convergence_floor(
     assert set(spec["containers"][0]["lifecycle"]["preStop"]) == {"httpGet"}
     plan = decode_plan(spec)
     assert plan["sleep_absorbed"] == 8.0 and plan["converge_min"] >= 8.0
+    # kubectl would send the exec hook again on every apply: the user is told once.
+    warnings = wait_for(
+        lambda: [e for e in cluster.events(namespace, "web") if e["reason"] == "ManifestConflict"],
+        what="the ManifestConflict Warning",
+    )
+    assert "containers[app].lifecycle.preStop" in warnings[0]["message"]
 
 
 @pytest.mark.parametrize("kind", ["StatefulSet", "DaemonSet"])

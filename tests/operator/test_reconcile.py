@@ -305,3 +305,42 @@ def test_contains_ignores_server_defaults_but_not_differences() -> None:
 def test_decisions_are_values() -> None:
     decision = decide(workload())
     assert dataclasses.replace(decision) == decision
+
+
+def test_a_manifest_that_sets_what_quiesce_replaces_gets_one_warning() -> None:
+    spec = copy.deepcopy(SPEC)
+    spec["containers"][0]["lifecycle"] = {"preStop": {"exec": {"command": ["sleep", "5"]}}}
+    spec["terminationGracePeriodSeconds"] = 10
+    obj = workload(spec=spec)
+    obj["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = json.dumps(
+        {"spec": {"template": {"spec": spec}}}
+    )
+    decision = decide(obj)
+    reasons = [e.reason for e in decision.events]
+    assert reasons == ["Injected", "ManifestConflict"]
+    message = decision.events[1].message
+    assert "containers[app].lifecycle.preStop" in message
+    assert "terminationGracePeriodSeconds 10 (the plan needs" in message
+    assert decide(served(obj, decision)).events == ()
+
+
+def test_a_defaulted_grace_is_planned_as_unset_like_quiesce_plan_does() -> None:
+    written = copy.deepcopy(SPEC)
+    del written["terminationGracePeriodSeconds"]
+    obj = workload(
+        {keys.INJECT: "true", keys.CONVERGE_MIN: "1s", keys.CONVERGE_MAX: "2s", keys.MARGIN: "1s"}
+    )
+    obj["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = json.dumps(
+        {"spec": {"template": {"spec": written}}}
+    )
+    decision = decide(obj)  # the live spec has the API server's 30 s
+    assert decision.plan is not None
+    assert decision.plan.template_grace is None
+    assert decision.plan.grace_period_seconds < 30
+    obj = served(obj, decision)
+    assert decide(obj).write is None, "the record remembers: no update loop"
+    plain = workload(
+        {keys.INJECT: "true", keys.CONVERGE_MIN: "1s", keys.CONVERGE_MAX: "2s", keys.MARGIN: "1s"}
+    )
+    kept = decide(plain)  # no last-applied, no apply owners: 30 s counts as the user's
+    assert kept.plan is not None and kept.plan.grace_period_seconds == 30
