@@ -299,9 +299,26 @@ async def _reconcile(
 
 
 async def _bind(runtime: Runtime, namespace: str, service_account: str) -> None:
+    """Bind the sidecar's service account; a failure never blocks the injection.
+
+    Without the binding the sidecar skips its EndpointSlice check and reports it
+    (design: "Sidecar RBAC"), so the pod still shuts down cleanly on Consul and quiet.
+    """
     if (namespace, service_account) in runtime.bound:
         return
-    await runtime.call(runtime.api.bind_service_account, namespace, service_account)
+    try:
+        await runtime.call(runtime.api.bind_service_account, namespace, service_account)
+    except apply.ApiError as exc:
+        if exc.retriable:
+            raise
+        log.warning(
+            "Binding service account %s/%s to the ClusterRole quiesce-sidecar failed: %s; "
+            "its sidecars will skip the EndpointSlice check.",
+            namespace,
+            service_account,
+            exc,
+        )
+        runtime.metrics.errors.labels("RoleBinding", f"api-{exc.status}").inc()
     runtime.bound.add((namespace, service_account))
 
 
