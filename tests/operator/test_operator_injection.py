@@ -401,11 +401,16 @@ def test_a_restarted_operator_makes_no_duplicate_patches_and_no_rollout_storm(
     for name in names:
         injected(cluster, namespace, name)
     time.sleep(SETTLE)
+    versions = {
+        name: cluster.get("Deployment", namespace, name)["metadata"]["resourceVersion"]
+        for name in names
+    }
     operator.restart()  # a clean restart re-lists everything
     time.sleep(SETTLE)
     for name in names:
         obj = cluster.get("Deployment", namespace, name)
         assert obj["metadata"]["generation"] == 2, f"{name}: created, then injected in one write"
+        assert obj["metadata"]["resourceVersion"] == versions[name], "the re-list wrote nothing"
         sets = owned_replicasets(cluster, namespace, name)
         # One for the template as created (unless the injection came first), one injected.
         assert len(sets) <= 2
