@@ -1,0 +1,229 @@
+"""The chart, rendered by the real helm: lint, golden files, and what each object promises.
+
+No cluster needed. Golden files live in golden/; rewrite them after an intended
+change with ``QUIESCE_UPDATE_GOLDEN=1 .venv/bin/pytest tests/install`` and review
+the diff.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from install import chartkit
+from quiesce import config as configuration
+
+GOLDEN_CASES = {
+    "default": (),
+    "namespaced": ("-f", str(chartkit.VALUES / "namespaced.yaml")),
+    "single-replica-no-pdb": (
+        "--set", "operator.replicaCount=1", "--set", "podDisruptionBudget.enabled=false",
+    ),
+}  # fmt: skip
+
+
+def test_helm_lint_is_clean_with_default_and_custom_values() -> None:
+    for extra in ((), ("-f", str(chartkit.VALUES / "namespaced.yaml"))):
+        result = chartkit.helm("lint", "--strict", str(chartkit.CHART), *extra)
+        assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout, result.stdout
+        assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
+def test_helm_template_matches_its_golden_file(case: str) -> None:
+    rendered = chartkit.template(*GOLDEN_CASES[case])
+    golden = chartkit.GOLDEN / f"{case}.yaml"
+    if chartkit.UPDATE_GOLDEN:
+        golden.write_text(rendered)
+    assert golden.exists(), f"no golden file {golden.name}: run with QUIESCE_UPDATE_GOLDEN=1"
+    assert rendered == golden.read_text(), (
+        f"helm template differs from {golden.name}; if intended, rerun with "
+        "QUIESCE_UPDATE_GOLDEN=1 and review the diff"
+    )
+
+
+def test_the_configmap_is_the_operators_configuration_file_exactly() -> None:
+    docs = chartkit.documents(chartkit.template("-f", str(chartkit.VALUES / "namespaced.yaml")))
+    text = chartkit.find(docs, "ConfigMap", "quiesce-config")["data"]["config.yaml"]
+    config = configuration.load_config(text)  # raises on any key config.py does not know
+    assert config.plan.converge_max == 30 and config.plan.margin == 15
+    assert config.plan.epsilon == 0.0001 and config.plan.auto_upgrade is False
+    assert config.sidecar == configuration.SidecarConfig(
+        image="registry.example.com/platform/quiesce-sidecar:0.1.0-rc1",
+        image_pull_policy="Always",
+        resources={"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+        run_as_user=10001,
+        log_format="text",
+    )
+    assert config.consul == configuration.ConsulConfig(
+        address="https://$(HOST_IP):8501",
+        token_secret=configuration.SecretRef("consul-acl-token", "token"),
+        ca_secret=configuration.SecretRef("consul-ca", "tls.crt"),
+    )
+
+
+def test_default_configuration_is_the_operators_built_in_one_with_the_charts_image() -> None:
+    docs = chartkit.documents(chartkit.template())
+    config = configuration.load_config(
+        chartkit.find(docs, "ConfigMap", "quiesce-config")["data"]["config.yaml"]
+    )
+    # Same image for operator and sidecar: the chart's appVersion is quiesce's version.
+    assert config == configuration.Config()
+    assert (
+        config.sidecar.image == chartkit.container(docs, "StatefulSet", "quiesce-operator")["image"]
+    )
+
+
+def test_quiesce_plan_with_the_charts_configuration_predicts_the_operator(tmp_path: Path) -> None:
+    docs = chartkit.documents(chartkit.template("--set", "plan.converge-max=45s"))
+    defaults = tmp_path / "config.yaml"
+    defaults.write_text(chartkit.find(docs, "ConfigMap", "quiesce-config")["data"]["config.yaml"])
+    example = chartkit.MANIFESTS / "examples" / "nginx-sigquit.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "quiesce", "plan", "--defaults", str(defaults), "-f", str(example)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "at most 45s" in result.stdout
+
+
+def test_operator_rbac_is_the_same_as_manifests_rbac() -> None:
+    shipped = chartkit.MANIFESTS / "rbac" / "operator.yaml"
+    if not shipped.exists():
+        pytest.skip("manifests/rbac/operator.yaml is not there yet (owned with the operator)")
+    docs = chartkit.documents(chartkit.template())
+    ours = chartkit.find(docs, "ClusterRole", "quiesce-operator")
+    theirs = chartkit.find(chartkit.documents(shipped.read_text()), "ClusterRole")
+    assert chartkit.rules(ours) == chartkit.rules(theirs)
+
+
+def test_sidecar_clusterrole_reads_endpointslices_and_pods_only() -> None:
+    docs = chartkit.documents(chartkit.template())
+    # The operator binds to this exact name (quiesce/operator/rbac.py).
+    role = chartkit.find(docs, "ClusterRole", "quiesce-sidecar")
+    assert chartkit.rules(role) == {
+        ("discovery.k8s.io", "endpointslices", "list", "*"),
+        ("discovery.k8s.io", "endpointslices", "watch", "*"),
+        ("", "pods", "get", "*"),
+    }
+    shipped = chartkit.MANIFESTS / "rbac" / "sidecar-clusterrole.yaml"
+    if shipped.exists():
+        theirs = chartkit.find(chartkit.documents(shipped.read_text()), "ClusterRole")
+        assert chartkit.rules(role) == chartkit.rules(theirs)
+    # Nothing binds it cluster-wide: the operator binds it per namespace.
+    assert not [
+        d for d in docs if d["kind"] == "ClusterRoleBinding"
+        and d["roleRef"]["name"] == "quiesce-sidecar"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["rbac-operator.yaml", "rbac-sidecar.yaml", "uninstall-hook.yaml"])
+def test_every_rbac_rule_says_why_it_exists(name: str) -> None:
+    lines = (chartkit.CHART / "templates" / name).read_text().splitlines()
+    rule_lines = [i for i, line in enumerate(lines) if line.strip().startswith("- apiGroups:")]
+    assert rule_lines
+    for i in rule_lines:
+        above = lines[i - 1].strip()
+        assert above.startswith("#"), f"{name}:{i + 1}: a rule without a comment above it"
+
+
+def test_replicas_get_distinct_peering_priorities_from_their_ordinal() -> None:
+    docs = chartkit.documents(chartkit.template())
+    sts = chartkit.find(docs, "StatefulSet", "quiesce-operator")
+    assert sts["spec"]["replicas"] == 2
+    env = {e["name"]: e for e in chartkit.container(docs, "StatefulSet", "quiesce-operator")["env"]}
+    assert env["QUIESCE_PRIORITY"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    )
+    assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    args = chartkit.container(docs, "StatefulSet", "quiesce-operator")["args"]
+    assert "--all-namespaces" in args and "--peering=quiesce" in args
+    assert "--priority" not in " ".join(args)  # it comes from QUIESCE_PRIORITY
+    peering = chartkit.find(docs, "ClusterKopfPeering", "quiesce")
+    assert peering["metadata"]["annotations"]["helm.sh/hook"] == "post-install"
+
+
+def test_namespaced_install_watches_its_namespaces_with_a_kopfpeering_in_each() -> None:
+    docs = chartkit.documents(chartkit.template("--set", "watchNamespaces={team-a,team-b}"))
+    args = chartkit.container(docs, "StatefulSet", "quiesce-operator")["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+    assert "--all-namespaces" not in args
+    peerings = [d for d in docs if d["kind"] == "KopfPeering"]
+    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
+    assert {p["metadata"]["name"] for p in peerings} == {"quiesce"}
+    assert not [d for d in docs if d["kind"] == "ClusterKopfPeering"]
+
+
+def test_operator_pod_is_locked_down_and_probed_on_kopfs_liveness_endpoint() -> None:
+    docs = chartkit.documents(chartkit.template())
+    pod = chartkit.find(docs, "StatefulSet", "quiesce-operator")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    c = pod["containers"][0]
+    assert c["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert c["command"] == ["quiesce", "operator"]
+    liveness = next(a for a in c["args"] if a.startswith("--liveness="))
+    port = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert liveness == f"--liveness=http://0.0.0.0:{port['probes']}/healthz"
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "probes"}
+    assert f"--metrics-port={port['metrics']}" in c["args"]
+    assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+    assert "--config=/etc/quiesce/config.yaml" in c["args"]
+
+
+def test_pdb_service_and_optional_servicemonitor() -> None:
+    docs = chartkit.documents(chartkit.template())
+    pdb = chartkit.find(docs, "PodDisruptionBudget", "quiesce-operator")
+    sts = chartkit.find(docs, "StatefulSet", "quiesce-operator")
+    labels = sts["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    service = chartkit.find(docs, "Service", "quiesce-metrics")
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert sts["spec"]["serviceName"] == "quiesce-metrics"
+    assert not [d for d in docs if d["kind"] == "ServiceMonitor"]  # off by default
+    on = chartkit.documents(chartkit.template("--set", "metrics.serviceMonitor.enabled=true"))
+    monitor = chartkit.find(on, "ServiceMonitor", "quiesce")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+def test_uninstall_hook_restores_templates_before_anything_is_deleted() -> None:
+    docs = chartkit.documents(chartkit.template())
+    job = chartkit.find(docs, "Job", "quiesce-uninject")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"] == ["quiesce", "uninject"]
+    assert c["args"] == ["--all", "--stop-operator=quiesce-system/quiesce-operator"]
+    role = chartkit.find(docs, "Role", "quiesce-uninstall")
+    assert chartkit.rules(role) == {
+        ("apps", "statefulsets", "get", "quiesce-operator"),
+        ("apps", "statefulsets", "patch", "quiesce-operator"),
+        ("apps", "statefulsets/scale", "get", "quiesce-operator"),
+        ("apps", "statefulsets/scale", "patch", "quiesce-operator"),
+        ("", "pods", "list", "*"),
+    }
+    off = chartkit.documents(chartkit.template("--set", "uninstall.restoreTemplates=false"))
+    assert not [d for d in off if d["kind"] in ("Job", "Role")]
+
+
+def test_every_value_is_in_the_schema_and_the_defaults_pass_it() -> None:
+    values = yaml.safe_load((chartkit.CHART / "values.yaml").read_text())
+    schema = yaml.safe_load((chartkit.CHART / "values.schema.json").read_text())
+    assert schema["additionalProperties"] is False
+    assert set(values) == set(schema["properties"])
+    for key, sub in schema["properties"].items():
+        if sub.get("type") == "object" and "properties" in sub:
+            assert set(values[key]) <= set(sub["properties"]), key
