@@ -16,7 +16,17 @@ from typing import Any
 
 import pytest
 import yaml
-from operator_rig import Cluster, OperatorProcess, decode_plan, wait_for
+from operator_rig import (
+    Cluster,
+    OperatorProcess,
+    decode_plan,
+    deployment,
+    injected,
+    managers,
+    owned_replicasets,
+    template_spec,
+    wait_for,
+)
 
 from quiesce import annotations as keys
 from quiesce import config
@@ -26,69 +36,6 @@ from quiesce.operator import reconcile
 pytestmark = pytest.mark.rig
 
 SETTLE = 3.0  # seconds to wait for a write that must not happen
-
-
-def deployment(
-    namespace: str,
-    name: str = "web",
-    *,
-    annotations: dict[str, str] | None = None,
-    spec: dict[str, Any] | None = None,
-    kind: str = "Deployment",
-) -> dict[str, Any]:
-    pod_spec = spec or {
-        "containers": [
-            {
-                "name": "app",
-                "image": "registry.example/web:1",
-                "ports": [{"name": "http", "containerPort": 8080}],
-            }
-        ]
-    }
-    obj: dict[str, Any] = {
-        "apiVersion": "apps/v1",
-        "kind": kind,
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "annotations": {keys.INJECT: "true"} if annotations is None else annotations,
-        },
-        "spec": {
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec},
-        },
-    }
-    if kind == "StatefulSet":
-        obj["spec"]["serviceName"] = name
-    if kind != "DaemonSet":
-        obj["spec"]["replicas"] = 1
-    return obj
-
-
-def injected(cluster: Cluster, namespace: str, name: str = "web", kind: str = "Deployment") -> Any:
-    def probe() -> dict[str, Any] | None:
-        obj = cluster.get(kind, namespace, name)
-        status = (obj["metadata"].get("annotations") or {}).get(keys.STATE_STATUS, "")
-        return obj if status.startswith("ok: ") else None
-
-    return wait_for(probe, timeout=30, what=f"{kind} {namespace}/{name} to be injected")
-
-
-def template_spec(obj: dict[str, Any]) -> dict[str, Any]:
-    spec: dict[str, Any] = obj["spec"]["template"]["spec"]
-    return spec
-
-
-def owned_replicasets(cluster: Cluster, namespace: str, name: str = "web") -> list[dict[str, Any]]:
-    return [
-        rs
-        for rs in cluster.replicasets(namespace)
-        if any(o["name"] == name for o in rs["metadata"].get("ownerReferences") or ())
-    ]
-
-
-def managers(obj: dict[str, Any]) -> set[str]:
-    return {m["manager"] for m in obj["metadata"].get("managedFields") or ()}
 
 
 def test_an_applied_deployment_gets_exactly_what_quiesce_plan_predicts(

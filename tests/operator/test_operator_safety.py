@@ -17,8 +17,15 @@ from typing import Any
 
 import pytest
 import yaml
-from operator_rig import Cluster, OperatorProcess, make_namespace, wait_for
-from test_operator_injection import deployment, injected, template_spec
+from operator_rig import (
+    Cluster,
+    OperatorProcess,
+    deployment,
+    injected,
+    make_namespace,
+    template_spec,
+    wait_for,
+)
 
 from quiesce import annotations as keys
 
@@ -223,6 +230,8 @@ def test_the_configuration_reaches_the_sidecar_and_upgrades_never_roll_the_fleet
     assert sorted(secrets.values()) == ["consul-acl", "consul-ca"]
 
     # A new release of quiesce: the operator restarts with a new sidecar image.
+    time.sleep(SETTLE)  # the controller's status writes after the rollout settle first
+    pinned = cluster.get("Deployment", ns, "pinned")
     op.stop()
     op.args = [
         f"--namespace={ns}",
