@@ -1,0 +1,227 @@
+"""The sidecar against the rig's real kube-apiserver and EndpointSlice controller.
+
+It reads its own pod (``deletionGracePeriodSeconds`` shortens the deadline) and
+watches the EndpointSlices of its namespace with aiohttp and a real
+service-account token; without RBAC or without an API server the check is
+skipped and reported.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from quiesce.rig import kubeapi, rig
+from quiesce.sidecar import server
+from quiesce.sidecar.settings import KubeSettings
+
+from .helpers import make_settings, wait_for
+
+TOKEN = {"X-Quiesce-Token": "s3cret"}
+POD_IP = "198.18.250.7"  # a pod IP only the API objects know; nothing is routed to it
+ClientFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+
+
+class Cluster:
+    """A namespace with a Service, a Pod held by a finalizer, and service accounts."""
+
+    def __init__(self, r: rig.Rig) -> None:
+        assert r.control_plane is not None
+        self.cp = r.control_plane
+        self.api: kubeapi.ApiClient = r.control_plane.api()
+        self.ns = f"sc-{secrets.token_hex(3)}"
+        self.api.create("/api/v1/namespaces", {"metadata": {"name": self.ns}})
+
+    def service_account_dir(self, tmp: Path, name: str, *, allowed: bool) -> Path:
+        api, ns = self.api, self.ns
+        api.create(f"/api/v1/namespaces/{ns}/serviceaccounts", {"metadata": {"name": name}})
+        if allowed:
+            rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}"
+            api.create(
+                f"{rbac}/roles",
+                {
+                    "metadata": {"name": f"{name}-sidecar"},
+                    "rules": [
+                        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+                        {
+                            "apiGroups": ["discovery.k8s.io"],
+                            "resources": ["endpointslices"],
+                            "verbs": ["get", "list", "watch"],
+                        },
+                    ],
+                },
+            )
+            api.create(
+                f"{rbac}/rolebindings",
+                {
+                    "metadata": {"name": f"{name}-sidecar"},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "Role",
+                        "name": f"{name}-sidecar",
+                    },
+                    "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+                },
+            )
+        token = api.create(
+            f"/api/v1/namespaces/{ns}/serviceaccounts/{name}/token",
+            {"spec": {"expirationSeconds": 3600}},
+        )["status"]["token"]
+        sa = tmp / f"sa-{name}"
+        sa.mkdir()
+        (sa / "token").write_text(token)
+        (sa / "ca.crt").write_bytes(Path(self.cp.ca.cert_path).read_bytes())
+        return sa
+
+    def pod(self, name: str = "web-0") -> dict[str, Any]:
+        pods = f"/api/v1/namespaces/{self.ns}/pods"
+        pod = self.api.create(
+            pods,
+            {
+                "metadata": {
+                    "name": name,
+                    "labels": {"app": "web"},
+                    "finalizers": ["quiesce.dev/test-hold"],
+                },
+                "spec": {
+                    # bound to a node no kubelet serves: nothing runs, deletion stays graceful
+                    "nodeName": "quiesce-test-absent-node",
+                    "containers": [{"name": "app", "image": "app:1"}],
+                },
+            },
+        )
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.api.merge_patch(
+            f"{pods}/{name}/status",
+            {
+                "status": {
+                    "phase": "Running",
+                    "podIP": POD_IP,
+                    "podIPs": [{"ip": POD_IP}],
+                    "conditions": [
+                        {"type": "Ready", "status": "True", "lastTransitionTime": now},
+                    ],
+                    "containerStatuses": [
+                        {
+                            "name": "app",
+                            "image": "app:1",
+                            "imageID": "",
+                            "ready": True,
+                            "restartCount": 0,
+                            "containerID": "containerd://" + "ab" * 32,
+                            "state": {"running": {"startedAt": now}},
+                        }
+                    ],
+                }
+            },
+        )
+        self.api.create(
+            f"/api/v1/namespaces/{self.ns}/services",
+            {
+                "metadata": {"name": "web"},
+                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+            },
+        )
+        return dict(pod)
+
+    def ready_endpoints(self) -> list[bool]:
+        path = f"/apis/discovery.k8s.io/v1/namespaces/{self.ns}/endpointslices"
+        slices = self.api.get(path)["items"]
+        return [
+            (ep.get("conditions") or {}).get("ready") is not False
+            for s in slices
+            for ep in s.get("endpoints") or []
+            if POD_IP in ep.get("addresses", [])
+        ]
+
+    def delete_pod(self, name: str, grace: int) -> None:
+        query = urllib.parse.urlencode({"gracePeriodSeconds": grace})
+        self.api.request("DELETE", f"/api/v1/namespaces/{self.ns}/pods/{name}?{query}")
+
+    def cleanup(self) -> None:
+        pods = self.api.get(f"/api/v1/namespaces/{self.ns}/pods")["items"]
+        for pod in pods:
+            self.api.merge_patch(
+                f"/api/v1/namespaces/{self.ns}/pods/{pod['metadata']['name']}",
+                {"metadata": {"finalizers": None}},
+            )
+        self.api.request("DELETE", f"/api/v1/namespaces/{self.ns}")
+
+
+@pytest.fixture
+def cluster(rig_instance: rig.Rig) -> Iterator[Cluster]:
+    c = Cluster(rig_instance)
+    yield c
+    c.cleanup()
+
+
+def kube_settings(c: Cluster, sa: Path) -> KubeSettings:
+    parsed = urllib.parse.urlparse(c.cp.server)
+    assert parsed.hostname and parsed.port
+    return KubeSettings(
+        host=parsed.hostname, port=parsed.port, service_account_dir=str(sa), timeout=2.0
+    )
+
+
+PLAN = {"converge_max": 3.0, "quiet_window": 0.2, "deregister_timeout": 1.0, "margin": 2.0}
+
+
+async def test_the_deletion_grace_period_shortens_the_deadline_and_endpointslices_are_watched(
+    aiohttp_client: ClientFactory, cluster: Cluster, tmp_path: Path
+) -> None:
+    sa = cluster.service_account_dir(tmp_path, "web", allowed=True)
+    pod = cluster.pod()
+    wait_for(lambda: cluster.ready_endpoints() == [True], timeout=30)
+    settings = make_settings(
+        plan={**PLAN, "margin": 30.0},  # the plan's grace: 35 s
+        kube=kube_settings(cluster, sa),
+        pod_name="web-0",
+        pod_namespace=cluster.ns,
+        pod_uid=pod["metadata"]["uid"],
+        pod_ip=POD_IP,
+    )
+    client = await aiohttp_client(server.create_app(settings))
+    cluster.delete_pod("web-0", grace=8)  # as `kubectl delete --grace-period=8`
+    resp = await client.get("/prestop", headers=TOKEN)
+    assert resp.status == 200
+    status = await (await client.get("/status")).json()
+    grace = status["grace"]
+    assert (grace["seconds"], grace["source"]) == (8, "deletionGracePeriodSeconds")
+    assert status["deadline"] == pytest.approx(8 - grace["margin"], abs=0.01)
+    converge = next(p for p in status["phases"] if p["name"] == "converge")
+    assert converge["endpointslices"]["state"] == "not_ready", converge
+    assert "endpointslices" in converge["satisfied_at"]
+    assert cluster.ready_endpoints() == [False]
+
+
+async def test_without_rbac_the_endpointslice_check_is_skipped_and_the_plans_grace_used(
+    aiohttp_client: ClientFactory, cluster: Cluster, tmp_path: Path
+) -> None:
+    sa = cluster.service_account_dir(tmp_path, "nobody", allowed=False)
+    pod = cluster.pod()
+    settings = make_settings(
+        plan=PLAN,
+        kube=kube_settings(cluster, sa),
+        pod_name="web-0",
+        pod_namespace=cluster.ns,
+        pod_uid=pod["metadata"]["uid"],
+        pod_ip=POD_IP,
+    )
+    client = await aiohttp_client(server.create_app(settings))
+    assert (await client.get("/prestop", headers=TOKEN)).status == 200
+    status = await (await client.get("/status")).json()
+    assert status["grace"]["source"] == "plan"
+    converge = next(p for p in status["phases"] if p["name"] == "converge")
+    assert converge["endpointslices"]["state"] == "skipped"
+    assert "forbidden" in converge["endpointslices"]["reason"]
+    warnings = " ".join(w["warning"] for w in status["warnings"])
+    assert "could not read the pod" in warnings and "403" in warnings
+    assert "EndpointSlice check skipped" in warnings
