@@ -393,3 +393,71 @@ def test_the_sidecar_finds_the_apps_main_process_by_the_reported_container_id(
     main = signals.main_process(cid)
     assert main is not None
     assert str(log) in main.argv
+
+
+def test_volumes_are_mounted_into_the_containers_that_name_them(cluster: Cluster) -> None:
+    a, b = cluster.tmp / "a.jsonl", cluster.tmp / "b.jsonl"
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "consul-token"},
+        "data": {"token": base64.b64encode(b"acl-123").decode()},
+    }
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "app-config"},
+        "data": {"app.ini": "mode=fast\n"},
+    }
+    writer_script = "echo shared > /shared/hello; echo $(cat /etc/consul/token) > /shared/seen"
+    a_container = sig_container(
+        "a",
+        a,
+        volumeMounts=[
+            {"name": "shared", "mountPath": "/shared"},
+            {"name": "token", "mountPath": "/etc/consul", "readOnly": True},
+            {"name": "config", "mountPath": "/etc/app/app.ini", "subPath": "app.ini"},
+            {"name": "info", "mountPath": "/etc/podinfo"},
+        ],
+        lifecycle={"postStart": {"exec": {"command": ["sh", "-c", writer_script]}}},
+    )
+    b_container = sig_container("b", b, volumeMounts=[{"name": "shared", "mountPath": "/data"}])
+    pod = cluster.pod_manifest(
+        "p",
+        [a_container, b_container],
+        volumes=[
+            {"name": "shared", "emptyDir": {}},
+            {"name": "token", "secret": {"secretName": "consul-token"}},
+            {"name": "config", "configMap": {"name": "app-config"}},
+            {
+                "name": "info",
+                "downwardAPI": {
+                    "items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]
+                },
+            },
+        ],
+    )
+    cluster.apply(secret, config, pod)
+    cluster.wait_ready("p")
+    ready = cluster.get("pod", "p")
+    assert ready is not None
+    cid = {c["name"]: c["containerID"] for c in ready["status"]["containerStatuses"]}
+    from quiesce.sidecar import signals
+
+    def in_container(name: str, path: str) -> str:
+        main = signals.main_process(cid[name].split("://")[1])
+        assert main is not None
+        return Path(f"/proc/{main.pid}/root{path}").read_text()
+
+    assert in_container("a", "/etc/consul/token") == "acl-123"
+    assert in_container("a", "/etc/app/app.ini") == "mode=fast\n"
+    assert in_container("a", "/etc/podinfo/name") == "p"
+    assert in_container("a", "/shared/seen") == "acl-123\n"
+    # the emptyDir is one directory: b sees what a's postStart wrote
+    assert in_container("b", "/data/hello") == "shared\n"
+    # the host's own paths are untouched; mount points made for the pod go with it
+    assert not Path("/shared/hello").exists()
+    cluster.delete("p")
+    cluster.wait_gone("p")
+    assert not Path("/shared").exists() and not Path("/etc/consul").exists()
+    assert not Path("/etc/app/app.ini").exists() and not Path("/etc/podinfo").exists()

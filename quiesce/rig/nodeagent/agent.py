@@ -8,7 +8,6 @@ Node authorizer allows a node) and hands every change to the pod's worker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import ipaddress
 import logging
@@ -57,9 +56,14 @@ class NodeAgent:
         self.network._free = hosts[first_pod_ip - 1 :]
         self.network._next_index = VETH_INDEX_BASE
         self.workers: dict[str, worker.PodWorker] = {}
+        self._mount_points = runtime.MountPoints()
         self._stopping = asyncio.Event()
 
     # --- the Node protocol for workers --------------------------------------
+    @property
+    def mount_points(self) -> runtime.MountPoints:
+        return self._mount_points
+
     def new_sandbox(self, name: str) -> network.PodSandbox:
         return self.network.sandbox(name)
 
@@ -181,9 +185,12 @@ class NodeAgent:
     async def shutdown(self) -> None:
         """Leave nothing behind: kill every pod's processes, remove every sandbox."""
         self._stopping.set()
-        for w in list(self.workers.values()):
-            with contextlib.suppress(Exception):
-                await w.shutdown()
+        results = await asyncio.gather(
+            *(w.shutdown() for w in self.workers.values()), return_exceptions=True
+        )
+        for w, result in zip(self.workers.values(), results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("pod %s: shutdown failed: %s", w.key, result)
         for ns in list(self.network.namespaces.values()):
             await asyncio.to_thread(ns.remove)
         await self.api.close()

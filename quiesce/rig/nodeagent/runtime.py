@@ -11,14 +11,16 @@ PID namespaces as a runtime makes them: without ``shareProcessNamespace``
 every container gets its own (its main process is PID 1 there, which ignores
 signals it has no handler for, as in Docker); with it, a pause process owns
 the pod's PID namespace and every container joins it. Each container has a
-private mount namespace with ``/proc`` for its PID namespace and the pod's
-service-account token bind-mounted at the standard path.
+private mount namespace with ``/proc`` for its PID namespace and its
+``volumeMounts`` bind-mounted from the pod's volume directories (the
+service-account token is one: the projected ``kube-api-access-*`` volume).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -35,15 +37,38 @@ from quiesce.rig import network
 log = logging.getLogger(__name__)
 
 CGROUP_ROOT: Final = Path("/sys/fs/cgroup/pids/quiesce")
-SA_MOUNT: Final = "/var/run/secrets/kubernetes.io/serviceaccount"
 RUNTIME: Final = "rig"
+"""The runtime name in ``containerID: rig://<id>``."""
 
-# Positional args: $1 cgroup dir, $2 token dir ("" = none), $3 working dir; then argv.
-_LAUNCH: Final = (
-    'cg=$1; tok=$2; wd=$3; shift 3; echo 0 > "$cg/cgroup.procs" || exit 126; '
-    'if [ -n "$tok" ]; then mount --bind "$tok" ' + SA_MOUNT + " || exit 126; fi; "
-    'cd "$wd" || exit 126; exec "$@"'
-)
+# Positional args: $1 cgroup dir, $2 working dir, $3 "proc" to mount /proc
+# (joining a shared PID namespace), $4 number of mounts, then per mount
+# source, target, "ro"|"rw"; then argv. Missing mount points are created.
+_LAUNCH: Final = """
+cg=$1; wd=$2; proc=$3; n=$4; shift 4
+if [ "$proc" = proc ]; then mount -t proc proc /proc || exit 126; fi
+i=0
+while [ "$i" -lt "$n" ]; do
+  src=$1; dst=$2; mode=$3; shift 3; i=$((i + 1))
+  if [ -d "$src" ]; then mkdir -p "$dst"
+  else mkdir -p "$(dirname "$dst")"; [ -e "$dst" ] || : > "$dst"; fi
+  mount --bind "$src" "$dst" || exit 126
+  if [ "$mode" = ro ]; then mount -o remount,bind,ro "$dst" || exit 126; fi
+done
+echo 0 > "$cg/cgroup.procs" || exit 126
+cd "$wd" || exit 126
+exec "$@"
+"""
+
+_EXEC: Final = 'cg=$1; wd=$2; shift 2; echo 0 > "$cg/cgroup.procs" || exit 126; cd "$wd"; exec "$@"'
+
+
+@dataclasses.dataclass(frozen=True)
+class Mount:
+    """A bind mount into one container: a pod volume directory (or file) at a path."""
+
+    source: Path
+    target: str
+    read_only: bool = False
 
 
 def _tool(name: str) -> str:
@@ -162,14 +187,12 @@ class Sandbox:
         netns: network.PodSandbox,
         pod_uid: str,
         share_pid: bool,
-        token_dir: Path | None,
         log_dir: Path,
     ) -> None:
         self.netns = netns
         self.ip = netns.ip
         self.pod_uid = pod_uid
         self.share_pid = share_pid
-        self.token_dir = token_dir
         self.log_dir = log_dir
         self.cgroup = CGROUP_ROOT / pod_uid
         self.cgroup.mkdir(parents=True, exist_ok=True)
@@ -189,11 +212,8 @@ class Sandbox:
             return
         pause_cg = self.cgroup / "pause"
         pause_cg.mkdir(exist_ok=True)
-        tok = str(self.token_dir) if self.token_dir else ""
         script = (
-            'echo 0 > "$1/cgroup.procs"; '
-            'if [ -n "$2" ]; then mount --bind "$2" ' + SA_MOUNT + "; fi; "
-            f'exec "{sys.executable}" -m quiesce.rig.nodeagent.pause'
+            f'echo 0 > "$1/cgroup.procs"; exec "{sys.executable}" -m quiesce.rig.nodeagent.pause'
         )
         self.pause = await asyncio.create_subprocess_exec(
             self._nsenter,
@@ -210,7 +230,6 @@ class Sandbox:
             script,
             "sh",
             str(pause_cg),
-            tok,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
@@ -227,15 +246,18 @@ class Sandbox:
         raise RuntimeError(f"pause process of pod {self.pod_uid} did not start")
 
     def _enter(self) -> list[str]:
-        """The prefix that puts a new process into the pod's namespaces."""
+        """The prefix that puts a new process into the pod's namespaces and a new mount ns."""
         if self.share_pid:
             assert self.pause_pid is not None
             return [
                 self._nsenter,
                 f"--target={self.pause_pid}",
                 "--pid",
-                "--mount",
                 "--net",
+                "--",
+                self._unshare,
+                "--mount",
+                "--propagation=private",
                 "--",
             ]
         return [
@@ -247,6 +269,7 @@ class Sandbox:
             "--fork",
             "--kill-child",
             "--mount-proc",
+            "--propagation=private",
             "--",
         ]
 
@@ -257,13 +280,16 @@ class Sandbox:
         argv: Sequence[str],
         env: Mapping[str, str],
         workdir: str,
+        mounts: Sequence[Mount],
         log_file: Path,
     ) -> Container:
         cid = secrets.token_hex(32)
         cgroup = self.cgroup / cid
         cgroup.mkdir()
-        tok = "" if self.share_pid or self.token_dir is None else str(self.token_dir)
         full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
+        mount_args: list[str] = []
+        for m in mounts:
+            mount_args += [str(m.source), m.target, "ro" if m.read_only else "rw"]
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(log_file, "ab") as out:
             proc = await asyncio.create_subprocess_exec(
@@ -273,8 +299,10 @@ class Sandbox:
                 _LAUNCH,
                 "sh",
                 str(cgroup),
-                tok,
                 workdir or "/",
+                "proc" if self.share_pid else "-",
+                str(len(mounts)),
+                *mount_args,
                 *argv,
                 env=full_env,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -309,10 +337,9 @@ class Sandbox:
             "--",
             "/bin/sh",
             "-c",
-            _LAUNCH,
+            _EXEC,
             "sh",
             str(container.cgroup),
-            "",
             workdir or "/",
             *command,
             env=full_env,
@@ -363,7 +390,47 @@ class Sandbox:
             self.cgroup.rmdir()
 
 
+class MountPoints:
+    """Mount points missing on the host, created while a container needs them.
+
+    A bind mount needs its target to exist, and the containers share the host's
+    file system: the agent creates what is missing (empty directories, or an
+    empty file for a file mount), counts its users, and removes what it created
+    once the last user is gone, so no pod leaves ``/etc/consul`` behind.
+    """
+
+    def __init__(self) -> None:
+        self._users: dict[str, int] = {}
+        self._created: dict[str, list[Path]] = {}
+
+    def acquire(self, target: str, *, is_dir: bool) -> None:
+        path = Path(target)
+        if target not in self._users:
+            created: list[Path] = []
+            missing = [p for p in [path, *path.parents] if not p.exists()]
+            for p in reversed(missing):
+                if p == path and not is_dir:
+                    p.touch()
+                else:
+                    p.mkdir()
+                created.append(p)
+            self._created[target] = created
+        self._users[target] = self._users.get(target, 0) + 1
+
+    def release(self, target: str) -> None:
+        left = self._users.get(target, 0) - 1
+        if left > 0:
+            self._users[target] = left
+            return
+        self._users.pop(target, None)
+        for p in reversed(self._created.pop(target, [])):
+            with contextlib.suppress(OSError):
+                if p.is_dir() and not p.is_symlink():
+                    p.rmdir()
+                elif p.stat().st_size == 0:
+                    p.unlink()
+
+
 def prepare_host() -> None:
-    """The mount point for service-account tokens and the cgroup root must exist."""
-    Path(SA_MOUNT).mkdir(parents=True, exist_ok=True)
+    """The cgroup root must exist."""
     CGROUP_ROOT.mkdir(parents=True, exist_ok=True)

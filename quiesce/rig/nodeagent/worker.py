@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from quiesce.rig import network
-from quiesce.rig.nodeagent import api, envvars, handlers, images, runtime, termination
+from quiesce.rig.nodeagent import api, envvars, handlers, images, runtime, termination, volumes
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ class Node(Protocol):
     def new_sandbox(self, name: str) -> network.PodSandbox: ...
 
     def release_sandbox(self, sandbox: network.PodSandbox) -> None: ...
+
+    @property
+    def mount_points(self) -> runtime.MountPoints: ...
 
     async def event(
         self,
@@ -128,6 +131,8 @@ class PodWorker:
         self._tasks: list[asyncio.Task[Any]] = []
         self._main: asyncio.Task[None] | None = None
         self._sandbox_task: asyncio.Future[None] | None = None
+        self.volumes: dict[str, Path] = {}
+        self._mount_points: set[str] = set()
         self.finished = asyncio.Event()
         self.log_dir = node.workdir / "pods" / f"{self.namespace}_{self.name}_{self.uid[:8]}"
 
@@ -341,38 +346,24 @@ class PodWorker:
             )
 
     # --- start ----------------------------------------------------------------
-    async def _token_dir(self) -> Path | None:
-        """A TokenRequest token for the pod's service account, bound to the pod."""
-        spec = self.pod["spec"]
-        if spec.get("automountServiceAccountToken") is False:
-            return None
-        sa = spec.get("serviceAccountName") or "default"
-        body = {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {
-                "audiences": [],
-                "expirationSeconds": 3607,
-                "boundObjectRef": {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "name": self.name,
-                    "uid": self.uid,
-                },
+    async def _token(self, service_account: str, audience: str | None, seconds: int) -> str:
+        """A TokenRequest for the pod's service account, bound to the pod."""
+        spec: dict[str, Any] = {
+            "audiences": [audience] if audience else [],
+            "expirationSeconds": seconds,
+            "boundObjectRef": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": self.name,
+                "uid": self.uid,
             },
         }
-        path = f"/api/v1/namespaces/{self.namespace}/serviceaccounts/{sa}/token"
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        path = f"/api/v1/namespaces/{self.namespace}/serviceaccounts/{service_account}/token"
         result = await api.retry_forbidden(
             f"token for {self.key}", lambda: self.node.api.post(path, body)
         )
-        directory = self.log_dir / "serviceaccount"
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "token").write_text(result["status"]["token"])
-        (directory / "namespace").write_text(self.namespace)
-        ca = getattr(self.node, "ca_path", None)
-        if ca is not None:
-            (directory / "ca.crt").write_bytes(Path(ca).read_bytes())
-        return directory
+        return str(result["status"]["token"])
 
     async def _lookup(self, kind: str, name: str) -> dict[str, Any] | None:
         path = f"/api/v1/namespaces/{self.namespace}/{kind}/{name}"
@@ -421,17 +412,27 @@ class PodWorker:
         while True:
             netns = await asyncio.to_thread(self.node.new_sandbox, f"p{self.uid[:8]}")
             try:
-                token = await self._token_dir()
+                self.volumes = await volumes.prepare(
+                    self.pod,
+                    root=self.log_dir / "volumes",
+                    lookup=self._lookup,
+                    token=self._token,
+                    pod_ip=netns.ip,
+                    host_ip=self.node.node_ip,
+                )
                 sandbox = runtime.Sandbox(
                     netns=netns,
                     pod_uid=self.uid,
                     share_pid=bool(self.pod["spec"].get("shareProcessNamespace")),
-                    token_dir=token,
                     log_dir=self.log_dir,
                 )
                 await sandbox.start()
             except Exception as exc:
                 log.warning("pod %s: creating the sandbox failed (%s); retrying", self.key, exc)
+                if isinstance(exc, volumes.VolumeError):
+                    await self.node.event(
+                        self.pod, reason="FailedMount", message=str(exc), type_="Warning"
+                    )
                 await asyncio.to_thread(netns.remove)
                 self.node.release_sandbox(netns)
                 if self.terminating:
@@ -463,7 +464,8 @@ class PodWorker:
                 [envvars.expand(a, run.env) for a in spec.get("command") or []],
                 [envvars.expand(a, run.env) for a in spec.get("args") or []],
             )
-        except (envvars.EnvError, images.NoProgram) as exc:
+            mounts = volumes.mounts_for(spec, self.volumes)
+        except (envvars.EnvError, images.NoProgram, volumes.VolumeError) as exc:
             run.waiting_reason = "CreateContainerConfigError"
             run.waiting_message = str(exc)
             log.warning("pod %s: container %s cannot start: %s", self.key, run.name, exc)
@@ -481,11 +483,16 @@ class PodWorker:
         run.started = False
         run.ready = False
         run.exited = asyncio.Event()
+        for m in mounts:
+            if m.target not in self._mount_points:
+                self.node.mount_points.acquire(m.target, is_dir=m.source.is_dir())
+                self._mount_points.add(m.target)
         run.current = await self.sandbox.start_container(
             name=run.name,
             argv=argv,
             env=env,
             workdir=spec.get("workingDir", "/"),
+            mounts=mounts,
             log_file=self.log_dir / f"{run.name}.log",
         )
         await run.current.wait_main()
@@ -894,6 +901,7 @@ class PodWorker:
         self.sandbox_ready = False
         await self.sandbox.remove()
         self.node.release_sandbox(self.sandbox.netns)
+        self._release_mount_points()
         log.info("pod %s: sandbox removed, IP %s is gone", self.key, self.pod_ip)
 
     async def _delete(self) -> None:
@@ -916,9 +924,17 @@ class PodWorker:
         """The agent is stopping: kill everything now, remove the sandbox."""
         for t in self._tasks:
             t.cancel()
-        if self.sandbox is not None:
-            await self.sandbox.remove()
-            self.node.release_sandbox(self.sandbox.netns)
+        try:
+            if self.sandbox is not None:
+                await self.sandbox.remove()
+                self.node.release_sandbox(self.sandbox.netns)
+        finally:
+            self._release_mount_points()
+
+    def _release_mount_points(self) -> None:
+        for target in self._mount_points:
+            self.node.mount_points.release(target)
+        self._mount_points.clear()
 
 
 Spawner = Callable[[dict[str, Any]], PodWorker]
