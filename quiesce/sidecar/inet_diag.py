@@ -43,6 +43,7 @@ _TI_LAST_DATA_RECV = 52
 _TI_BYTES_ACKED = 120
 _TI_BYTES_RECEIVED = 128
 _TI_MIN_LEN = 136
+_TI_DATA_SEGS_IN = 152  # Linux 4.6+
 
 
 class TcpState(enum.IntEnum):
@@ -72,6 +73,8 @@ class TcpInfo:
     bytes_acked: int
     last_data_recv_ms: int
     last_data_sent_ms: int
+    data_segs_in: int | None = None
+    """Segments that carried data (requests, roughly); None on kernels before 4.6."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +130,15 @@ def _parse_info(data: bytes) -> TcpInfo | None:
     (recv,) = struct.unpack_from("=I", data, _TI_LAST_DATA_RECV)
     (acked,) = struct.unpack_from("=Q", data, _TI_BYTES_ACKED)
     (received,) = struct.unpack_from("=Q", data, _TI_BYTES_RECEIVED)
+    segs: int | None = None
+    if len(data) >= _TI_DATA_SEGS_IN + 4:
+        (segs,) = struct.unpack_from("=I", data, _TI_DATA_SEGS_IN)
     return TcpInfo(
         bytes_received=received,
         bytes_acked=acked,
         last_data_recv_ms=recv,
         last_data_sent_ms=sent,
+        data_segs_in=segs,
     )
 
 

@@ -92,7 +92,7 @@ class Activity:
     new_connections: int = 0
     """New inbound connections that count as traffic."""
     requests: int = 0
-    """Known connections that received bytes (not on long-lived ports)."""
+    """Requests on connections (data segments received; not on long-lived ports)."""
     unseen_opens: int = 0
     """Accepted connections (PassiveOpens) no sample saw: opened and closed in between."""
     connecting: int = 0
@@ -130,7 +130,8 @@ class TrafficObserver:
         self._dump_async = dump_async
         self._passive_opens = passive_opens
         self._clock = clock
-        self._known: dict[int, int] = {}  # cookie -> bytes_received (-1: excluded)
+        # cookie -> (bytes_received, data segments in); bytes -1: not traffic
+        self._known: dict[int, tuple[int, int]] = {}
         self._opens_base: int | None = None
         self._attributed = 0  # inbound connections (of any kind) first seen by a sample
         self._flagged = 0  # accepted connections already reported as unseen
@@ -159,7 +160,7 @@ class TrafficObserver:
         if first:
             self._opens_base = opens
         new = requests = connecting = connections = 0
-        seen: dict[int, int] = {}
+        seen: dict[int, tuple[int, int]] = {}
         for row in rows:
             if row.state == TcpState.SYN_RECV:
                 if row.local_port in listening and self.traffic.counts(row):
@@ -168,19 +169,24 @@ class TrafficObserver:
             if not self.traffic.is_inbound(row, listening):
                 continue
             counted = self.traffic.counts(row)
-            received = row.info.bytes_received if (counted and row.info) else -1
-            seen[row.cookie] = received
+            received, segments = -1, 0
+            if counted and row.info is not None:
+                received = row.info.bytes_received
+                segments = row.info.data_segs_in or 0
+            seen[row.cookie] = (received, segments)
             previous = self._known.get(row.cookie)
+            bytes_count = counted and row.local_port not in self.traffic.long_lived_ports
             if previous is None:
                 if not first:
                     self._attributed += 1
                     new += int(counted)
-            elif (
-                counted
-                and received > previous >= 0
-                and row.local_port not in self.traffic.long_lived_ports
-            ):
-                requests += 1
+                    if bytes_count:
+                        # the connection is one arrival; requests after its first are more
+                        requests += max(0, segments - 1)
+            elif bytes_count and received > previous[0] >= 0:
+                # data segments approximate requests (one each for small requests); at
+                # least one when the kernel does not report them
+                requests += max(1, segments - previous[1])
             if counted and row.state != TcpState.TIME_WAIT:
                 connections += 1
         self._known = seen

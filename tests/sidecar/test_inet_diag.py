@@ -63,6 +63,7 @@ def test_tcp_info_byte_counters_and_times_match_getsockopt(
     assert info.bytes_received == struct.unpack_from("=Q", raw, 128)[0] == 184
     assert info.bytes_acked == struct.unpack_from("=Q", raw, 120)[0] == 300
     assert info.last_data_recv_ms < info.last_data_sent_ms
+    assert info.data_segs_in == struct.unpack_from("=I", raw, 152)[0] >= 2
 
 
 def test_cookie_is_stable_across_dumps(

@@ -127,6 +127,22 @@ def test_request_bytes_on_a_kept_alive_connection_are_traffic(server: Server, ex
     assert obs.sample().requests == 1
 
 
+def test_each_request_on_a_kept_alive_connection_is_counted_for_the_rate(
+    server: Server, ext_ip: str
+) -> None:
+    client, accepted = server.connect(ext_ip)
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    obs = observer(server)
+    obs.sample()
+    for _ in range(3):
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        accepted.recv(100)
+        accepted.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+        client.recv(100)
+    time.sleep(0.01)
+    assert obs.sample().requests == 3
+
+
 def test_on_long_lived_ports_only_new_connections_count(server: Server, ext_ip: str) -> None:
     client, accepted = server.connect(ext_ip)
     obs = observer(server, long_lived_ports=frozenset({server.port}))

@@ -160,7 +160,6 @@ def start_pod(
             "CONSUL_HTTP_ADDR": rig_instance.consul.http_addr,
             "QUIESCE_APP_CONTAINER_IDS": app.id,
             "QUIESCE_LOG_FORMAT": "json",
-            "QUIESCE_IDLE_SAMPLE_INTERVAL": "0.5",
             **(env or {}),
         }
         sidecar_env.pop("KUBERNETES_SERVICE_HOST", None)
@@ -298,10 +297,9 @@ def test_under_steady_load_the_pod_leaves_consul_and_haproxy_before_its_signal_a
     status = leaving.status()
     converge = phase(status, "converge")
     assert converge["reason"] in ("quiet", "consul"), converge
-    # λ counts connections that received bytes per sample: it under-counts requests on
-    # kept-alive connections, so the window errs long, never short
+    # λ ≈ 25 requests/s reach this replica (50/s over two): the plan's window decides
     rate = converge["inbound_rate"]
-    assert rate > 1
+    assert rate > 10, converge
     expected = min(max(1.0, math.log(1000) / rate), STEADY["converge_max"])
     assert converge["quiet_window"] == pytest.approx(expected, rel=0.01)
     assert [i["id"] for i in phase(status, "deregister")["deregistered"]] == [leaving.service_id]
