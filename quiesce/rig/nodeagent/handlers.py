@@ -63,7 +63,15 @@ def _url(action: Mapping[str, Any], target: Target) -> str:
 
 
 def _headers(action: Mapping[str, Any], kind: str) -> dict[str, str]:
-    headers = {"User-Agent": f"kube-{kind}/{USER_AGENT_VERSION}", "Accept": "*/*"}
+    # The kubelet's prober uses a transport with DisableKeepAlives (pkg/probe/http),
+    # so Go sends "Connection: close" and the server closes first: the finished
+    # probe connection sits in TIME_WAIT inside the pod, where the sidecar sees
+    # that it came from the node.
+    headers = {
+        "User-Agent": f"kube-{kind}/{USER_AGENT_VERSION}",
+        "Accept": "*/*",
+        "Connection": "close",
+    }
     for h in action.get("httpHeaders") or []:
         headers[h["name"]] = h["value"]
     return headers
