@@ -24,9 +24,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "charts" / "quiesce"
 MANIFESTS = REPO / "manifests"
-#: The CRDs get a file of their own that sorts first: `kubectl apply -f manifests/` maps
-#: each file's kinds when it reaches the file, so the ClusterKopfPeering in quiesce.yaml
-#: finds its CRD (in one file, kubectl refuses it: "ensure CRDs are installed first").
+#: The CRDs get a file of their own, applied first: kubectl maps every object's kind
+#: before it creates any, so the ClusterKopfPeering in quiesce.yaml needs its CRD to be
+#: established already ("no matches for kind ... ensure CRDs are installed first").
 CRDS_FILE = MANIFESTS / "quiesce-crds.yaml"
 MAIN_FILE = MANIFESTS / "quiesce.yaml"
 RELEASE = "quiesce"
@@ -40,7 +40,11 @@ PLAIN_VALUES = ("createNamespace=true", "uninstall.restoreTemplates=false")
 HEADER = """\
 # quiesce: {what}
 # GENERATED from charts/quiesce by charts/generate_manifests.py: do not edit by hand.
-# Install: kubectl apply -f manifests/   (this file and its sibling, CRDs first)
+# Install (the CRDs first: kubectl must know their kinds before it reads quiesce.yaml):
+#   kubectl apply -f manifests/quiesce-crds.yaml
+#   kubectl wait --for=condition=Established crd/clusterkopfpeerings.kopf.dev \\
+#     crd/kopfpeerings.kopf.dev
+#   kubectl apply -f manifests/
 """
 #: Helm's bookkeeping, meaningless for kubectl: the chart label, managed-by Helm, hooks.
 _DROP = re.compile(
