@@ -39,6 +39,10 @@ class Cluster:
         self.api: kubeapi.ApiClient = r.control_plane.api()
         self.ns = f"sc-{secrets.token_hex(3)}"
         self.api.create("/api/v1/namespaces", {"metadata": {"name": self.ns}})
+        # a Node no kubelet (and no node agent) serves: the pod is bound, nothing runs it,
+        # and the EndpointSlice controller, which skips pods on unknown nodes, lists it
+        self.node = f"quiesce-test-{secrets.token_hex(3)}"
+        self.api.create("/api/v1/nodes", {"metadata": {"name": self.node}})
 
     def service_account_dir(self, tmp: Path, name: str, *, allowed: bool) -> Path:
         api, ns = self.api, self.ns
@@ -92,8 +96,8 @@ class Cluster:
                     "finalizers": ["quiesce.dev/test-hold"],
                 },
                 "spec": {
-                    # bound to a node no kubelet serves: nothing runs, deletion stays graceful
-                    "nodeName": "quiesce-test-absent-node",
+                    # bound to a node: deletion is graceful (deletionGracePeriodSeconds)
+                    "nodeName": self.node,
                     "containers": [{"name": "app", "image": "app:1"}],
                 },
             },
@@ -154,6 +158,7 @@ class Cluster:
                 {"metadata": {"finalizers": None}},
             )
         self.api.request("DELETE", f"/api/v1/namespaces/{self.ns}")
+        self.api.request("DELETE", f"/api/v1/nodes/{self.node}")
 
 
 @pytest.fixture
@@ -181,7 +186,7 @@ async def test_the_deletion_grace_period_shortens_the_deadline_and_endpointslice
     pod = cluster.pod()
     wait_for(lambda: cluster.ready_endpoints() == [True], timeout=30)
     settings = make_settings(
-        plan={**PLAN, "margin": 30.0},  # the plan's grace: 35 s
+        plan={**PLAN, "converge_max": 30.0},  # the plan's grace: 33 s
         kube=kube_settings(cluster, sa),
         pod_name="web-0",
         pod_namespace=cluster.ns,
