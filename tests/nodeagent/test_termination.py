@@ -403,3 +403,30 @@ def test_a_forced_deletion_still_stops_the_containers_with_the_minimum_grace(
 
     eventually(no_process, timeout=10, what="processes gone")
     assert time.time() - t0 < 5
+
+
+def test_an_eviction_terminates_gracefully_and_keeps_the_disruption_condition(
+    cluster: Cluster,
+) -> None:
+    import json
+
+    log = cluster.tmp / "c.jsonl"
+    container = sig_container("app", log, lifecycle={"preStop": {"sleep": {"seconds": 2}}})
+    cluster.apply(cluster.pod_manifest("p", [container], terminationGracePeriodSeconds=10))
+    started(cluster, "p", log)
+    eviction = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": "p", "namespace": cluster.namespace},
+    }
+    path = f"/api/v1/namespaces/{cluster.namespace}/pods/p/eviction"
+    t0 = time.time()
+    cluster.rig.kubectl("create", "--raw", path, "-f", "-", input=json.dumps(eviction))
+    time.sleep(1)  # the agent has written status since: others' conditions must survive it
+    pod = cluster.get("pod", "p")
+    assert pod is not None and pod["metadata"].get("deletionTimestamp")
+    conds = {c["type"]: c for c in pod["status"]["conditions"]}
+    assert conds["DisruptionTarget"]["status"] == "True"
+    assert conds["PodScheduled"]["status"] == "True"
+    cluster.wait_gone("p")
+    assert near(first(log, "signal", signal="SIGTERM")["t"] - t0, 2)
