@@ -213,7 +213,10 @@ def stop_from_state(state_file: Path) -> None:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and any(_alive(pid) for pid in state["pids"]):
         time.sleep(0.05)
-    for ns in state["netns"]:
+    from quiesce.rig.nodeagent import runner
+
+    # Pod sandboxes of the node agent too, in case it died before removing them.
+    for ns in [*state["netns"], *runner.sandboxes_of(state["bridge"])]:
         out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
         for pid_text in out.split():
             with contextlib.suppress(ProcessLookupError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from typing import TYPE_CHECKING
 
@@ -51,3 +52,10 @@ def start_node_agent(rig: rig_module.Rig, *, backoff: float = 10.0) -> process.M
         lambda: "watching" in log.read_text(errors="replace"), timeout=20, what="watching pods"
     )
     return proc
+
+
+def sandboxes_of(bridge: str) -> list[str]:
+    """Network namespaces of the agent's pods on ``bridge`` (``<prefix>-p<uid8>``)."""
+    prefix = bridge.removesuffix("br") + "-p"
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.startswith(prefix)]
