@@ -23,6 +23,7 @@ py-consul is imported only when a sequence starts (``import consul`` costs
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -214,9 +215,32 @@ class ConsulBackend:
 
     async def _agent_node(self, until: float) -> str:
         if self._node is None:
-            info = await self._call("agent/self", lambda: self._consul().agent.self(), until=until)
+            from consul.callback import CB
+
+            c = self._consul()
+            # py-consul 1.8's agent.self() sends no ACL token: call it with our headers
+            info = await self._call(
+                "agent/self",
+                lambda: c.http.get(CB.json(), "/v1/agent/self", headers=c.prepare_headers()),
+                until=until,
+            )
             self._node = str(info["Config"]["NodeName"])
         return self._node
+
+    def _catalog_deregister(self, inst: Instance) -> Awaitable[bool]:
+        """``PUT /v1/catalog/deregister`` with the token in the header only.
+
+        py-consul 1.8's catalog.deregister() also puts the token in a ``WriteRequest``
+        body field, which Consul 1.14 rejects (400 "unknown field").
+        """
+        from consul.callback import CB
+
+        c = self._consul()
+        body = json.dumps({"Node": inst.node, "ServiceID": inst.service_id})
+        result: Awaitable[bool] = c.http.put(
+            CB.boolean(), "/v1/catalog/deregister", headers=c.prepare_headers(), data=body
+        )
+        return result
 
     async def find(self, until: float, report: Report) -> list[Instance]:
         """Every instance of this pod, each tagged with the API that must remove it."""
@@ -336,7 +360,7 @@ class ConsulBackend:
                 else:
                     await self._call(
                         f"catalog/deregister/{inst.node}/{inst.service_id}",
-                        lambda i=inst: c.catalog.deregister(i.node, service_id=i.service_id),  # type: ignore[misc]
+                        lambda i=inst: self._catalog_deregister(i),  # type: ignore[misc]
                         until=until,
                     )
             except ConsulUnavailable as exc:
