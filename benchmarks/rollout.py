@@ -46,10 +46,16 @@ def main() -> int:
         default=[1.0, 15.0],
         help="extra discovery intervals, no hook vs quiesce, default profile",
     )
+    parser.add_argument(
+        "--sparse-rate",
+        type=float,
+        default=2.0,
+        help="sparse traffic runs (no hook vs quiesce) at this rate; 0: none",
+    )
     parser.add_argument("--quick", action="store_true", help="one short run per policy")
     args = parser.parse_args()
     if args.quick:
-        args.min_requests, args.quiesce_reps, args.other_lags = 0, 1, []
+        args.min_requests, args.quiesce_reps, args.other_lags, args.sparse_rate = 0, 1, [], 0
 
     profiles = [
         haproxy.Profile(discovery_interval=args.lag),
@@ -61,11 +67,17 @@ def main() -> int:
             for policy in rollout.policies(args.lag):
                 if rep == 0 or policy.quiesce:
                     plan.append((policy, profile, args.min_requests))
-    extra: list[tuple[rollout.StopPolicy, haproxy.Profile, int]] = []
+    # (policy, profile, min_requests, rate)
+    extra: list[tuple[rollout.StopPolicy, haproxy.Profile, int, float]] = []
     for lag in args.other_lags:
         for policy in rollout.policies(lag):
             if policy.name in ("no-hook", "quiesce"):
-                extra.append((policy, haproxy.Profile(discovery_interval=lag), 3_000))
+                extra.append((policy, haproxy.Profile(discovery_interval=lag), 3_000, args.rate))
+    if args.sparse_rate:
+        for _ in range(2):
+            for policy in rollout.policies(args.lag):
+                if policy.name in ("no-hook", "quiesce"):
+                    extra.append((policy, profiles[0], 0, args.sparse_rate))
 
     machine = report.machine()
     started = time.monotonic()

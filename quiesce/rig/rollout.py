@@ -205,9 +205,20 @@ def _ready_pods(pods: list[dict[str, Any]], *, injected: bool) -> int:
     return count
 
 
+SIDECAR_CLUSTER_ROLE = (
+    Path(__file__).resolve().parents[2] / "manifests" / "rbac" / "sidecar-clusterrole.yaml"
+)
+
+
 def start_operator(r: rig.Rig, *, namespaces: str = "ro-*") -> process.ManagedProcess:
-    """The real ``quiesce operator``, configured for the rig's Consul agent."""
+    """The real ``quiesce operator``, configured for the rig's Consul agent.
+
+    The sidecar's ClusterRole is applied as an install would (from the repo's
+    manifests); without it the sidecar skips its EndpointSlice check and says so.
+    """
     assert r.consul is not None
+    if SIDECAR_CLUSTER_ROLE.exists():
+        r.kubectl("apply", "-f", str(SIDECAR_CLUSTER_ROLE))
     config = r.workdir / "operator-config.yaml"
     config.write_text(
         yaml.safe_dump(
