@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from quiesce.rig import binaries
+from quiesce.rig import binaries, rig
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "quiesce"
@@ -74,3 +75,42 @@ def container(docs: Sequence[Mapping[str, Any]], kind: str, name: str) -> dict[s
     obj = find(docs, kind, name)
     (only,) = obj["spec"]["template"]["spec"]["containers"]
     return dict(only)
+
+
+#: Cluster-scoped objects with fixed names: one quiesce per cluster.
+CLUSTER_OBJECTS = (
+    "customresourcedefinition/clusterkopfpeerings.kopf.dev",
+    "customresourcedefinition/kopfpeerings.kopf.dev",
+    "clusterrole/quiesce-sidecar",
+    "clusterrole/quiesce-operator",
+    "clusterrolebinding/quiesce-operator",
+)
+NOT_OBJECTS = {"events", "events.events.k8s.io"}
+
+
+def snapshot(r: rig.Rig) -> set[str]:
+    """Every object of every listable kind, as 'kind namespace/name'."""
+    kinds = [
+        k for k in r.kubectl("api-resources", "--verbs=list", "-o", "name").stdout.split()
+        if k not in NOT_OBJECTS
+    ]  # fmt: skip
+    line = '{.apiVersion} {.kind} {.metadata.namespace}/{.metadata.name}{"\\n"}'
+    out = r.kubectl(
+        "get", ",".join(kinds), "--all-namespaces", "-o",
+        "jsonpath={range .items[*]}" + line + "{end}", timeout=120,
+    ).stdout  # fmt: skip
+    return {line for line in out.splitlines() if line.strip()}
+
+
+def wait_for(what: str, predicate: Callable[[], bool], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def namespace_gone(r: rig.Rig, name: str) -> bool:
+    result = r.kubectl("get", "namespace", name, "--ignore-not-found", "-o", "name")
+    return not result.stdout.strip()

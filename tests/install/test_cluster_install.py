@@ -1,11 +1,8 @@
 """Both install paths against the rig's real kube-apiserver: they install, and they leave
 nothing behind.
 
-The rig has no kubelet unless its node agent runs, and a pod bound to a node waits
-for that node's kubelet to confirm its deletion. So these tests cordon the node:
-the operator's pods stay Pending (unscheduled), and an unscheduled pod is deleted at
-once. Running the operator from the chart needs the node agent and is tested with
-the operator (see the report in the README's install section).
+The rig's node is cordoned (see conftest.py): the operator's pods stay Pending,
+so these tests check what is installed and removed, not the running operator.
 
 Every kind the API server can list is compared before and after, Events excepted
 (the controllers' Events are history, not installed objects; they go with the
@@ -15,76 +12,14 @@ release's namespace).
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
 
 import pytest
 
 from install import chartkit
+from install.chartkit import namespace_gone, snapshot, wait_for
 from quiesce.rig import rig
 
 pytestmark = pytest.mark.rig
-
-#: Cluster-scoped objects with fixed names: one quiesce per cluster.
-CLUSTER_OBJECTS = (
-    "customresourcedefinition/clusterkopfpeerings.kopf.dev",
-    "customresourcedefinition/kopfpeerings.kopf.dev",
-    "clusterrole/quiesce-sidecar",
-    "clusterrole/quiesce-operator",
-    "clusterrolebinding/quiesce-operator",
-)
-NOT_OBJECTS = {"events", "events.events.k8s.io"}
-
-
-def snapshot(r: rig.Rig) -> set[str]:
-    """Every object of every listable kind, as 'kind namespace/name'."""
-    kinds = [
-        k for k in r.kubectl("api-resources", "--verbs=list", "-o", "name").stdout.split()
-        if k not in NOT_OBJECTS
-    ]  # fmt: skip
-    line = '{.apiVersion} {.kind} {.metadata.namespace}/{.metadata.name}{"\\n"}'
-    out = r.kubectl(
-        "get", ",".join(kinds), "--all-namespaces", "-o",
-        "jsonpath={range .items[*]}" + line + "{end}", timeout=120,
-    ).stdout  # fmt: skip
-    return {line for line in out.splitlines() if line.strip()}
-
-
-def wait_for(what: str, predicate: object, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def namespace_gone(r: rig.Rig, name: str) -> bool:
-    result = r.kubectl("get", "namespace", name, "--ignore-not-found", "-o", "name")
-    return not result.stdout.strip()
-
-
-@pytest.fixture
-def cluster(rig_instance: rig.Rig) -> Iterator[rig.Rig]:
-    """The rig with no quiesce installed, its nodes cordoned for the test."""
-    present = [
-        o for o in CLUSTER_OBJECTS
-        if rig_instance.kubectl("get", o, "--ignore-not-found", "-o", "name").stdout.strip()
-    ]  # fmt: skip
-    if present:
-        pytest.fail(
-            "quiesce's cluster-wide objects are already on this shared rig (another test "
-            f"applied them: {', '.join(present)}); run tests/install first or alone"
-        )
-    nodes = json.loads(rig_instance.kubectl("get", "nodes", "-o", "json").stdout)["items"]
-    cordoned = [n["metadata"]["name"] for n in nodes if not n["spec"].get("unschedulable")]
-    for node in cordoned:
-        rig_instance.kubectl("cordon", node)
-    try:
-        yield rig_instance
-    finally:
-        for node in cordoned:
-            rig_instance.kubectl("uncordon", node, check=False)
 
 
 def test_bad_values_fail_helm_install_with_the_value_named(cluster: rig.Rig) -> None:
