@@ -21,20 +21,19 @@ import datetime
 import os
 import pathlib
 import platform
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 
+import report as docs_report  # benchmarks/report.py: the shared docs writer
 import yaml
 
 from quiesce import lint
 from quiesce.lint import loader, manifests
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
 TARGET_SECONDS = 2.0
 
 
@@ -193,20 +192,8 @@ def main() -> int:
     )
     print(block)
     if not args.no_write:
-        write_section(block)
+        docs_report.write_section("lint", block)
     return 0 if end_to_end <= TARGET_SECONDS else 1
-
-
-def write_section(block: str) -> None:
-    """Replace only the ``## lint`` section; other sections belong to other benchmarks."""
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    current = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(r"^## lint\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: block + "\n", current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + block
-    DOC.write_text(updated.rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":

@@ -33,11 +33,12 @@ import time
 import urllib.request
 from typing import Any
 
+import report as docs_report  # benchmarks/report.py: the shared docs writer
+
 from quiesce import annotations as keys
 from quiesce.rig import kubeapi, rig
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
 TARGET_SECONDS = 60.0
 NAMESPACE = "bench"
 
@@ -274,20 +275,8 @@ def main() -> int:
     )
     print(block)
     if not args.no_write:
-        write_section(block)
+        docs_report.write_section("operator scale", block)
     return 0 if converged <= TARGET_SECONDS else 1
-
-
-def write_section(block: str) -> None:
-    """Replace only the ``## operator scale`` section; other sections belong to others."""
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    current = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(r"^## operator scale\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: block + "\n", current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + block
-    DOC.write_text(updated.rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":

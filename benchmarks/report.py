@@ -32,14 +32,14 @@ def today() -> str:
     return time.strftime("%Y-%m-%d")
 
 
-def write_section(heading: str, block: str) -> None:
+def write_section(heading: str, block: str, *, doc: Path = DOC) -> None:
     """Replace only the ``## <heading>`` section; other sections belong to other benchmarks."""
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    current = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    current = doc.read_text() if doc.exists() else "# Benchmarks\n\n"
     block = block.rstrip("\n") + "\n"
     pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(current):
         updated = pattern.sub(lambda _: block + "\n", current, count=1)
     else:
         updated = current.rstrip("\n") + "\n\n" + block
-    DOC.write_text(updated.rstrip("\n") + "\n")
+    doc.write_text(updated.rstrip("\n") + "\n")
