@@ -57,6 +57,7 @@ class NodeAgent:
         self.network._next_index = VETH_INDEX_BASE
         self.workers: dict[str, worker.PodWorker] = {}
         self._mount_points = runtime.MountPoints()
+        self._event_posts: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
 
     # --- the Node protocol for workers --------------------------------------
@@ -117,10 +118,17 @@ class NodeAgent:
         log.info(
             "event %s %s on %s/%s: %s", type_, reason, meta["namespace"], meta["name"], message
         )
-        try:
-            await self.api.post(f"/api/v1/namespaces/{meta['namespace']}/events", body)
-        except (TimeoutError, api.ApiError, OSError) as exc:
-            log.info("event %s not recorded: %s", reason, str(exc)[:160])
+
+        async def post() -> None:
+            try:
+                await self.api.post(f"/api/v1/namespaces/{meta['namespace']}/events", body)
+            except (TimeoutError, api.ApiError, OSError) as exc:
+                log.info("event %s not recorded: %s", reason, str(exc)[:160])
+
+        # Like the kubelet's recorder, never hold up the caller (a kill, a hook).
+        task = asyncio.create_task(post())
+        self._event_posts.add(task)
+        task.add_done_callback(self._event_posts.discard)
 
     # --- the watch ----------------------------------------------------------
     @property
