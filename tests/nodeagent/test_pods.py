@@ -461,3 +461,28 @@ def test_volumes_are_mounted_into_the_containers_that_name_them(cluster: Cluster
     cluster.wait_gone("p")
     assert not Path("/shared").exists() and not Path("/etc/consul").exists()
     assert not Path("/etc/app/app.ini").exists() and not Path("/etc/podinfo").exists()
+
+
+def test_a_container_waits_for_a_missing_secret_then_starts(cluster: Cluster) -> None:
+    log = cluster.tmp / "c.jsonl"
+    env = [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "late", "key": "pw"}}}]
+    cluster.apply(cluster.pod_manifest("p", [sig_container("app", log, env=env)]))
+
+    def waiting() -> dict[str, Any] | None:
+        pod = cluster.get("pod", "p")
+        statuses = (pod or {}).get("status", {}).get("containerStatuses") or []
+        state = statuses[0]["state"] if statuses else {}
+        reason = state.get("waiting", {}).get("reason")
+        return state if reason == "CreateContainerConfigError" else None
+
+    state = eventually(waiting, what="CreateContainerConfigError")
+    assert "late" in state["waiting"]["message"]
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "late"},
+        "data": {"pw": base64.b64encode(b"finally").decode()},
+    }
+    cluster.apply(secret)
+    cluster.wait_ready("p", timeout=30)
+    assert start_event(log)["env"]["PW"] == "finally"

@@ -80,6 +80,8 @@ class ContainerRun:
     started: bool = False
     stopping: bool = False
     """A kill is in progress: an exit is not a crash, do not restart."""
+    start_failed: bool = False
+    """The last start failed before a process ran (config error): retry it."""
     probe_tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
     exited: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
@@ -466,6 +468,7 @@ class PodWorker:
             )
             mounts = volumes.mounts_for(spec, self.volumes)
         except (envvars.EnvError, images.NoProgram, volumes.VolumeError) as exc:
+            run.start_failed = True
             run.waiting_reason = "CreateContainerConfigError"
             run.waiting_message = str(exc)
             log.warning("pod %s: container %s cannot start: %s", self.key, run.name, exc)
@@ -479,6 +482,7 @@ class PodWorker:
             self.dirty()
             return False
         env = {"HOSTNAME": self.name, **run.env}
+        run.start_failed = False
         run.terminated = None
         run.started = False
         run.ready = False
@@ -600,16 +604,25 @@ class PodWorker:
         """Wait for exits; restart per restartPolicy with the kubelet's doubling backoff."""
         backoff = self.node.backoff_initial
         while True:
-            if run.current is None:
-                return
+            if run.current is None or run.start_failed:
+                # never started (CreateContainerConfigError...): the sync retries it
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.node.backoff_max)
+                if self.terminating:
+                    return
+                await self._start(run)
+                continue
             code = await run.current.wait()
             self._record_exit(run, code)
             if run.stopping or self.terminating:
                 return
+            # a sidecar always restarts; a regular container's own restartPolicy
+            # (ContainerRestartRules, beta in 1.35) wins over the pod's
             policy = (
                 "Always"
                 if run.kind == "sidecar"
-                else self.pod["spec"].get("restartPolicy", "Always")
+                else run.spec.get("restartPolicy")
+                or self.pod["spec"].get("restartPolicy", "Always")
             )
             exit_code = run.terminated["exitCode"] if run.terminated else 1
             if policy == "Never" or (policy == "OnFailure" and exit_code == 0):
