@@ -486,3 +486,25 @@ def test_a_container_waits_for_a_missing_secret_then_starts(cluster: Cluster) ->
     cluster.apply(secret)
     cluster.wait_ready("p", timeout=30)
     assert start_event(log)["env"]["PW"] == "finally"
+
+
+def test_the_agent_never_hands_out_an_address_another_namespace_of_the_rig_holds(
+    cluster: Cluster,
+) -> None:
+    net = cluster.rig.network
+    hosts = [str(h) for h in net.subnet.hosts()]
+    squatter = f"{net.prefix}-squat"
+    taken = set(hosts[100:])  # the agent's range: take all of it but two addresses
+    keep = sorted(taken, key=lambda ip: int(ip.rsplit(".", 1)[1]))[-2:]
+    subprocess.run(["ip", "netns", "add", squatter], check=True)
+    try:
+        for ip in taken - set(keep):
+            subprocess.run(
+                ["ip", "-n", squatter, "addr", "add", f"{ip}/32", "dev", "lo"], check=True
+            )
+        log = cluster.tmp / "c.jsonl"
+        cluster.apply(cluster.pod_manifest("p", [sig_container("app", log)]))
+        pod = cluster.wait_ready("p")
+        assert pod["status"]["podIP"] in keep
+    finally:
+        subprocess.run(["ip", "netns", "del", squatter], check=False)

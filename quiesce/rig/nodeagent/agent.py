@@ -12,6 +12,7 @@ import datetime
 import ipaddress
 import logging
 import secrets
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,13 @@ class NodeAgent:
         return self._mount_points
 
     def new_sandbox(self, name: str) -> network.PodSandbox:
+        # Another process on this bridge (the tests' own sandboxes) may have
+        # taken an address in our range: never hand out one in use.
+        used = _addresses_in_use(self.network.prefix)
+        free = self.network._free
+        self.network._free = [ip for ip in free if ip not in used] + [
+            ip for ip in free if ip in used
+        ]
         return self.network.sandbox(name)
 
     def release_sandbox(self, sandbox: network.PodSandbox) -> None:
@@ -202,3 +210,21 @@ class NodeAgent:
         for ns in list(self.network.namespaces.values()):
             await asyncio.to_thread(ns.remove)
         await self.api.close()
+
+
+def _addresses_in_use(prefix: str) -> set[str]:
+    """IPv4 addresses of every network namespace of this rig (``<prefix>-*``)."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    used: set[str] = set()
+    for line in listed.splitlines():
+        ns = line.split()[0] if line.split() else ""
+        if not ns.startswith(prefix + "-"):
+            continue
+        out = subprocess.run(
+            ["ip", "-n", ns, "-o", "-4", "addr", "show"], capture_output=True, text=True
+        ).stdout
+        for row in out.splitlines():
+            fields = row.split()
+            if len(fields) > 3:
+                used.add(fields[3].split("/")[0])
+    return used
