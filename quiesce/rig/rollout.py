@@ -37,6 +37,8 @@ class StopPolicy:
     prestop_sleep: int | None = None
     grace: int | None = 30
     quiesce: bool = False
+    annotations: tuple[tuple[str, str], ...] = ()
+    """Further ``quiesce.dev/*`` annotations (e.g. ``sidecar-mode``), with ``quiesce``."""
 
     def describe(self) -> str:
         if self.quiesce:
@@ -100,8 +102,13 @@ def deployment(
     policy: StopPolicy,
     converge_max: float,
     replicas: int = 3,
+    name: str = "web",
 ) -> dict[str, Any]:
-    """The app's Deployment, as a user would write it for ``policy``."""
+    """The app's Deployment, as a user would write it for ``policy``.
+
+    ``name`` is the Deployment's name and its pods' ``app`` label (two Deployments
+    of one Consul service stand for replicas on two nodes in the drain scenario).
+    """
     container: dict[str, Any] = {
         "name": "app",
         "image": "quiesce/testapp:latest",
@@ -139,16 +146,17 @@ def deployment(
             "quiesce.dev/inject": "true",
             # The LB's worst-case lag, which the user knows: the ceiling.
             "quiesce.dev/converge-max": f"{converge_max:g}s",
+            **dict(policy.annotations),
         }
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": namespace, "annotations": annotations},
+        "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
         "spec": {
             "replicas": replicas,
-            "selector": {"matchLabels": {"app": "web"}},
+            "selector": {"matchLabels": {"app": name}},
             "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "template": {"metadata": {"labels": {"app": "web"}}, "spec": pod_spec},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec},
         },
     }
 

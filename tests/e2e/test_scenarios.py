@@ -1,0 +1,178 @@
+"""Issue 7's other scenarios, end to end, each asserting what a user relies on.
+
+Same rig as test_rollout.py (real control plane, Consul, HAProxy with Consul DNS
+discovery, the real operator and sidecar; the node agent plays the kubelet).
+HAProxy profile: defaults (retries 3, no redispatch, connect timeout 3 s), so a
+request sent to a pod that is gone fails visibly. Numbers: docs/scenarios.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from quiesce.rig import haproxy, process, rig, rollout, scenarios
+
+DISCOVERY = 5.0
+PROFILE = haproxy.Profile(discovery_interval=DISCOVERY)
+CEILING = rollout.ceiling(DISCOVERY)  # converge-max 12 s
+# The plan's grace: deregister-timeout 5 s + converge-max 12 s + margin 10 s.
+GRACE = 5 + CEILING + 10
+LONGEST_REQUEST = 0.5  # the load asks for 10-500 ms
+RATE = 30
+
+
+def _report(result: scenarios.ScenarioResult | rollout.RolloutResult) -> str:
+    return json.dumps(result.row(), default=str)
+
+
+def _no_failures(result: scenarios.ScenarioResult | rollout.RolloutResult) -> None:
+    summary = result.summary
+    assert summary.failed == 0, [str(f) for f in result.failures[:20]]
+
+
+@pytest.fixture(scope="module")
+def operator(rig_instance: rig.Rig) -> Iterator[process.ManagedProcess]:
+    rig_instance.start_node_agent()
+    op = rollout.start_operator(rig_instance)
+    yield op
+    op.stop()
+
+
+def test_scale_down_3_to_1_under_load_drops_nothing(
+    rig_instance: rig.Rig, operator: process.ManagedProcess
+) -> None:
+    with scenarios.Workload(rig_instance, "scale", PROFILE) as w:
+        result = scenarios.under_load(
+            w, "scale 3 -> 1", lambda w: scenarios.scale(w, 1), rate=RATE, expect_terminating=2
+        )
+    print(_report(result))
+    assert result.summary.sent >= 300
+    _no_failures(result)
+    assert len(result.termination_seconds) == 2, result.row()
+    assert max(result.termination_seconds.values()) <= CEILING + 5, result.row()
+
+
+def test_kubectl_drain_evicts_under_load_and_drops_nothing(
+    rig_instance: rig.Rig, operator: process.ManagedProcess
+) -> None:
+    # Two Deployments of one Consul service: "web-drained" stands for the replicas on
+    # the drained node, "web-elsewhere" for those on other nodes (the rig has one).
+    groups = (("web-drained", 2), ("web-elsewhere", 2))
+    with scenarios.Workload(rig_instance, "drain", PROFILE, groups=groups) as w:
+        result = scenarios.under_load(
+            w,
+            "kubectl drain",
+            lambda w: scenarios.drain_node(w, selector="app=web-drained"),
+            rate=RATE,
+            expect_terminating=2,
+        )
+        node = json.loads(rig_instance.kubectl("get", "node", scenarios.NODE, "-o", "json").stdout)
+    print(_report(result), result.details)
+    assert not node["spec"].get("unschedulable"), "the node was left cordoned"
+    assert len(result.details["evicted"]) == 2, result.details
+    assert result.summary.sent >= 300
+    _no_failures(result)
+    assert len(result.termination_seconds) == 2, result.row()
+    assert max(result.termination_seconds.values()) <= CEILING + 5, result.row()
+
+
+def test_sparse_traffic_drops_nothing(
+    rig_instance: rig.Rig, operator: process.ManagedProcess
+) -> None:
+    # 2 requests/s over 3 pods: the adaptive quiet window (ln(1000)/λ, ~10 s at
+    # λ ≈ 0.7/s per pod) is longer than the 1 s default and the ceiling caps it.
+    result = rollout.run_one(rig_instance, scenarios.QUIESCE, PROFILE, rate=2, converge_max=CEILING)
+    print(_report(result))
+    assert result.summary.sent >= 40
+    _no_failures(result)
+    assert len(result.termination_seconds) == 3
+    assert max(result.termination_seconds) <= CEILING + 5, result.row()
+
+
+def test_sidecar_as_a_regular_container_drops_nothing(
+    rig_instance: rig.Rig, operator: process.ManagedProcess
+) -> None:
+    policy = rollout.StopPolicy(
+        "quiesce-container",
+        grace=None,
+        quiesce=True,
+        annotations=(("quiesce.dev/sidecar-mode", "container"),),
+    )
+    with scenarios.Workload(rig_instance, "container", PROFILE, policy=policy) as w:
+        spec = w.live_pods()[0]["spec"]
+        result = scenarios.under_load(
+            w,
+            "rollout, sidecar container",
+            scenarios.rollout_restart,
+            rate=RATE,
+            expect_terminating=3,
+        )
+    print(_report(result))
+    assert scenarios.SIDECAR in [c["name"] for c in spec["containers"]]
+    assert scenarios.SIDECAR not in [c["name"] for c in spec.get("initContainers", [])]
+    assert result.summary.sent >= 300
+    _no_failures(result)
+    assert len(result.termination_seconds) == 3, result.row()
+    assert max(result.termination_seconds.values()) <= CEILING + 5, result.row()
+
+
+def test_pod_deleted_while_consul_is_down_still_stops_within_its_grace(
+    rig_instance: rig.Rig, operator: process.ManagedProcess
+) -> None:
+    with scenarios.Workload(rig_instance, "consul-down", PROFILE) as w:
+        result = scenarios.under_load(
+            w,
+            "delete a pod, Consul frozen",
+            lambda w: scenarios.delete_with_consul_down(w, grace=GRACE),
+            rate=RATE,
+        )
+    details = result.details
+    status, log = details["status"], details["log"]
+    print(_report(result), json.dumps(status), log[-3000:])
+    # Nothing waits on Consul past the deadline: the pod is gone within its grace.
+    assert details["gone_s"] <= GRACE + 2, details
+    # The failure is visible: in /status (errors of the deregister phase) and the log.
+    assert status is not None and status["errors"], status
+    assert any(e["phase"] == "deregister" for e in status["errors"]), status["errors"]
+    assert "consul" in log.lower() and ("error" in log.lower() or "fail" in log.lower()), log
+
+
+def test_sidecar_killed_mid_sequence_nothing_hangs_past_the_grace(
+    rig_instance: rig.Rig, operator: process.ManagedProcess
+) -> None:
+    with scenarios.Workload(rig_instance, "sidecar-kill", PROFILE) as w:
+        result = scenarios.under_load(
+            w,
+            "SIGKILL the sidecar 2 s into the sequence",
+            lambda w: scenarios.kill_sidecar_mid_sequence(w, after=2.0, grace=GRACE),
+            rate=RATE,
+        )
+    details = result.details
+    print(_report(result), json.dumps(details, default=str))
+    assert details["killed_pids"], details
+    assert details["gone_s"] <= GRACE + 2, details
+    # The kubelet saw its hook fail (the connection died with the sidecar) and went on.
+    assert "FailedPreStopHook" in [e["reason"] for e in details["events"]], details["events"]
+
+
+@pytest.mark.parametrize("lag", [1.0, 15.0])
+def test_discovery_lag_drops_nothing_and_bounds_each_pod(
+    rig_instance: rig.Rig, operator: process.ManagedProcess, lag: float
+) -> None:
+    profile = haproxy.Profile(discovery_interval=lag)
+    ceiling = rollout.ceiling(lag)
+    result = rollout.run_one(
+        rig_instance, scenarios.QUIESCE, profile, rate=RATE, converge_max=ceiling
+    )
+    print(_report(result))
+    assert result.summary.sent >= 300
+    _no_failures(result)
+    assert len(result.termination_seconds) == 3
+    # The LB lets go at most `lag` after deregistration; quiet then needs its window
+    # (1 s at this rate) or the 2 s floor, whichever ends later; then the app drains
+    # its longest request; the rest is the node's bookkeeping and this test's polling.
+    bound = max(2.0, lag + 1.0) + LONGEST_REQUEST + 2.5
+    assert max(result.termination_seconds) <= bound, result.row()
