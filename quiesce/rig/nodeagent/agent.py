@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import secrets
 import subprocess
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ class NodeAgent:
         self.workers: dict[str, worker.PodWorker] = {}
         self._mount_points = runtime.MountPoints()
         self._event_posts: set[asyncio.Task[None]] = set()
+        self._allocating = threading.Lock()
         self._stopping = asyncio.Event()
 
     # --- the Node protocol for workers --------------------------------------
@@ -69,18 +71,21 @@ class NodeAgent:
     def new_sandbox(self, name: str) -> network.PodSandbox:
         # Another process on this bridge (the tests' own sandboxes) may have
         # taken an address in our range: never hand out one in use.
-        used = _addresses_in_use(self.network.prefix)
-        free = self.network._free
-        self.network._free = [ip for ip in free if ip not in used] + [
-            ip for ip in free if ip in used
-        ]
-        return self.network.sandbox(name)
+        # Called from worker threads: one allocation at a time.
+        with self._allocating:
+            used = _addresses_in_use(self.network.prefix)
+            free = self.network._free
+            self.network._free = [ip for ip in free if ip not in used] + [
+                ip for ip in free if ip in used
+            ]
+            return self.network.sandbox(name)
 
     def release_sandbox(self, sandbox: network.PodSandbox) -> None:
         # Reuse an address only after every other free one: a late packet to
         # a deleted pod's IP must not reach a new pod.
-        if sandbox.ip not in self.network._free:
-            self.network._free.append(sandbox.ip)
+        with self._allocating:
+            if sandbox.ip not in self.network._free:
+                self.network._free.append(sandbox.ip)
 
     async def event(
         self,
