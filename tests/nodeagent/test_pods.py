@@ -508,3 +508,55 @@ def test_the_agent_never_hands_out_an_address_another_namespace_of_the_rig_holds
         assert pod["status"]["podIP"] in keep
     finally:
         subprocess.run(["ip", "netns", "del", squatter], check=False)
+
+
+def test_a_rollout_restart_replaces_every_pod_through_graceful_termination(
+    cluster: Cluster,
+) -> None:
+    labels = {"app": "roll"}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "roll"},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": 5,
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": "quiesce/testapp:dev",
+                            "args": ["--name", "$(POD_NAME)"],
+                            "env": [
+                                {
+                                    "name": "POD_NAME",
+                                    "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+                                }
+                            ],
+                            "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+                            "lifecycle": {"preStop": {"sleep": {"seconds": 1}}},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    cluster.apply(deployment)
+    cluster.kubectl("rollout", "status", "deployment/roll", "--timeout=60s")
+    before = {p["metadata"]["uid"] for p in cluster.pods("app=roll")}
+    started = time.monotonic()
+    cluster.kubectl("rollout", "restart", "deployment/roll")
+    cluster.kubectl("rollout", "status", "deployment/roll", "--timeout=90s")
+
+    def replaced() -> list[dict[str, Any]] | None:
+        pods = cluster.pods("app=roll")
+        fresh = [p for p in pods if p["metadata"]["uid"] not in before]
+        return pods if len(pods) == 3 and len(fresh) == 3 else None
+
+    pods = eventually(replaced, timeout=30, what="3 new pods and no old one")
+    assert time.monotonic() - started < 60
+    assert all(p["status"]["phase"] == "Running" for p in pods)
+    cluster.kubectl("delete", "deployment", "roll", "--wait=false")
