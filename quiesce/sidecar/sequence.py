@@ -8,7 +8,7 @@ inside one deadline, measured from the sequence's start: the shorter of the
 plan's grace period and the pod's own ``deletionGracePeriodSeconds``, minus the
 plan's margin. No wait or retry may pass it.
 
-A traffic sampler runs for the sidecar's whole life: every couple of seconds
+A traffic sampler runs for the sidecar's whole life: every few seconds
 while idle (it feeds λ, the inbound rate behind the adaptive quiet window),
 every ``poll_interval`` during a sequence.
 """
@@ -100,6 +100,7 @@ class Sidecar:
         self._sampler: asyncio.Task[None] | None = None
         self._tracker: QuietTracker | None = None
         self._wake = asyncio.Event()
+        self._sample_lock = asyncio.Lock()
         self._closing = False
 
     # --- lifecycle -----------------------------------------------------------
@@ -158,6 +159,23 @@ class Sidecar:
 
     async def _sample_forever(self) -> None:
         while not self._closing:
+            await self._sample_once()
+            interval = (
+                self.settings.poll_interval
+                if self._tracker is not None
+                else self.settings.idle_sample_interval
+            )
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
+
+    async def _sample_once(self) -> None:
+        """One sample, to the rate estimator while idle or to the quiet tracker in a sequence.
+
+        Serialised: the observer diffs each sample against the previous one.
+        """
+        async with self._sample_lock:
             tracker = self._tracker
             try:
                 activity = await self.observer.asample()
@@ -169,25 +187,16 @@ class Sidecar:
                         exc,
                     )
                 self.sampling_error = f"{type(exc).__name__}: {exc}"
+                return
+            self.sampling_error = None
+            if tracker is not None:
+                tracker.add(activity)
+                seen = activity.new_connections + activity.unseen_opens
+                if seen:
+                    self.metrics.connections_after_deregistration.inc(seen)
             else:
-                self.sampling_error = None
-                if tracker is not None:
-                    tracker.add(activity)
-                    seen = activity.new_connections + activity.unseen_opens
-                    if seen:
-                        self.metrics.connections_after_deregistration.inc(seen)
-                else:
-                    self.estimator.add(activity)
-                    self.metrics.inbound_rate.set(self.estimator.rate(activity.at))
-            interval = (
-                self.settings.poll_interval
-                if self._tracker is not None
-                else self.settings.idle_sample_interval
-            )
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self._wake.wait()
+                self.estimator.add(activity)
+                self.metrics.inbound_rate.set(self.estimator.rate(activity.at))
 
     # --- the sequence --------------------------------------------------------
 
@@ -203,6 +212,7 @@ class Sidecar:
             deadline = tl.origin + max(0.0, grace - plan.margin)
             tl.deadline = deadline
             tl.grace = {"seconds": grace, "source": source, "margin": plan.margin}
+            await self._sample_once()  # the traffic since the last idle sample counts too
             rate = self.estimator.rate(time.monotonic())
             window = adaptive_window(
                 rate=rate,

@@ -162,9 +162,11 @@ class Settings:
     instead of reading them from the pod's status (tests, or no API access)."""
     listen_host: str = "0.0.0.0"
     """``QUIESCE_LISTEN_HOST``."""
-    idle_sample_interval: float = 2.0
+    idle_sample_interval: float = 5.0
     """``QUIESCE_IDLE_SAMPLE_INTERVAL``: seconds between socket-table samples while idle
-    (feeds the traffic rate λ of the adaptive quiet window)."""
+    (feeds the traffic rate λ of the adaptive quiet window). Default 5: the counters
+    λ uses are cumulative, so coarser sampling loses little, and each dump walks the
+    kernel's whole TCP hash table (~0.4 ms per address family, whatever the pod has)."""
     poll_interval: float = 0.1
     """``QUIESCE_POLL_INTERVAL``: seconds between socket-table samples during a sequence."""
     proc_root: str = "/proc"
@@ -303,7 +305,7 @@ def from_env(env: Mapping[str, str] | None = None, *, plan: Plan | None = None) 
         check_source=_bool(env, "QUIESCE_CHECK_SOURCE", True),
         app_container_ids=ids,
         listen_host=env.get("QUIESCE_LISTEN_HOST", "0.0.0.0") or "0.0.0.0",
-        idle_sample_interval=_float(env, "QUIESCE_IDLE_SAMPLE_INTERVAL", 2.0),
+        idle_sample_interval=_float(env, "QUIESCE_IDLE_SAMPLE_INTERVAL", 5.0),
         poll_interval=_float(env, "QUIESCE_POLL_INTERVAL", 0.1),
         proc_root=env.get("QUIESCE_PROC_ROOT", "/proc") or "/proc",
         consul=consul_from_env(env),

@@ -284,8 +284,8 @@ def test_under_steady_load_the_pod_leaves_consul_and_haproxy_before_its_signal_a
     staying = pods(plan=None, register=register)
     lb = balancer(2.0)
     wait_routed(lb, leaving, staying)
-    gen = start_load(rig_instance, lb, tmp_path / "load.jsonl", rate=50, duration=16)
-    time.sleep(5)  # the sidecar samples the traffic rate while idle
+    gen = start_load(rig_instance, lb, tmp_path / "load.jsonl", rate=50, duration=20)
+    time.sleep(9)  # the sidecar samples the traffic rate every 5 s while idle
     code, took = leaving.prestop()
     assert code == 200
     # the hook returned: Consul and HAProxy have let go of the pod
@@ -297,9 +297,10 @@ def test_under_steady_load_the_pod_leaves_consul_and_haproxy_before_its_signal_a
     status = leaving.status()
     converge = phase(status, "converge")
     assert converge["reason"] in ("quiet", "consul"), converge
-    # λ ≈ 25 requests/s reach this replica (50/s over two): the plan's window decides
+    # ~25 requests/s reach this replica (50/s over two); λ averages over the sidecar's
+    # life (up to 60 s), quiet time before the load included
     rate = converge["inbound_rate"]
-    assert rate > 10, converge
+    assert rate > 5, converge
     expected = min(max(1.0, math.log(1000) / rate), STEADY["converge_max"])
     assert converge["quiet_window"] == pytest.approx(expected, rel=0.01)
     assert [i["id"] for i in phase(status, "deregister")["deregistered"]] == [leaving.service_id]
