@@ -22,6 +22,11 @@ QUIESCE_DISABLED=true) for the whole cluster, the label
 quiesce.dev/disabled=true on a Namespace for that namespace.
 Environment: QUIESCE_NAMESPACES=a,b (like --namespace), QUIESCE_DRY_RUN,
 QUIESCE_DISABLED, QUIESCE_PRIORITY (like --priority), KUBECONFIG.
+
+Webhook mode (--webhook, docs/webhook.md): also serve a Pod mutating
+admission webhook that injects pods annotated quiesce.dev/inject (their
+template's annotations) in namespaces labelled quiesce.dev/webhook=enabled,
+from the same template builder; workloads are not touched.
 """
 
 
@@ -87,6 +92,77 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N",
         help="rate limit of quiesce.dev/auto-upgrade rollouts (default 10)",
     )
+    hook = parser.add_argument_group("webhook mode (docs/webhook.md)")
+    hook.add_argument("--webhook", action="store_true", help="serve the Pod mutating webhook")
+    hook.add_argument(
+        "--webhook-url",
+        metavar="URL",
+        help="URL the API server calls (e.g. https://198.18.0.1:9443); default: the Service",
+    )
+    hook.add_argument(
+        "--webhook-service",
+        metavar="NS/NAME:PORT",
+        default="quiesce-system/quiesce-webhook:443",
+        help="Service in front of the replicas (default quiesce-system/quiesce-webhook:443)",
+    )
+    hook.add_argument("--webhook-host", default="0.0.0.0", help="listen address (all)")
+    hook.add_argument("--webhook-port", type=int, default=9443, help="listen port (9443)")
+    hook.add_argument(
+        "--webhook-name", default="quiesce", help="MutatingWebhookConfiguration name (quiesce)"
+    )
+    hook.add_argument(
+        "--webhook-cert-secret",
+        metavar="NS/NAME",
+        default="quiesce-system/quiesce-webhook-cert",
+        help="Secret with the serving certificate and CA, shared by all replicas",
+    )
+    hook.add_argument(
+        "--webhook-cert-provided",
+        action="store_true",
+        help="the Secret is kept by cert-manager or a person: check it, never write it",
+    )
+    hook.add_argument(
+        "--webhook-cert-validity",
+        metavar="DURATION",
+        default="8760h",
+        help="lifetime of a generated serving certificate (Go duration, default 8760h)",
+    )
+    hook.add_argument(
+        "--webhook-cert-check",
+        metavar="DURATION",
+        default="1m",
+        help="how often the Secret is read (default 1m)",
+    )
+    hook.add_argument(
+        "--webhook-namespace-label",
+        metavar="KEY[=VALUE]",
+        default="quiesce.dev/webhook=enabled",
+        help="label a Namespace needs ('' = every namespace; default quiesce.dev/webhook=enabled)",
+    )
+    hook.add_argument(
+        "--webhook-exclude-namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="never inject here (kube-system and the operator's namespace always); repeatable",
+    )
+    hook.add_argument(
+        "--webhook-timeout", type=int, default=3, metavar="SECONDS", help="timeoutSeconds (3)"
+    )
+    hook.add_argument(
+        "--webhook-failure-policy", choices=("Ignore", "Fail"), default="Ignore", help="(Ignore)"
+    )
+    hook.add_argument(
+        "--webhook-scan-interval",
+        metavar="DURATION",
+        default="1m",
+        help="how often pods created without the sidecar are looked for (0: never; default 1m)",
+    )
+    hook.add_argument(
+        "--strict",
+        action="store_true",
+        help="deny pods with invalid quiesce.dev/* annotations (default: warn, no sidecar)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -94,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     from quiesce import config as configuration
+    from quiesce import durations
     from quiesce import plan as plans
     from quiesce.operator import runner, settings
 
@@ -110,6 +187,18 @@ def run(args: argparse.Namespace) -> int:
             for error in exc.errors:
                 print(f"  {error}", file=sys.stderr)
             return 2
+    try:
+        validity, check, scan = (
+            durations.to_seconds(durations.parse(text))
+            for text in (
+                args.webhook_cert_validity,
+                args.webhook_cert_check,
+                args.webhook_scan_interval,
+            )
+        )
+    except ValueError as exc:
+        print(f"quiesce operator: invalid duration: {exc}", file=sys.stderr)
+        return 2
     namespaces = tuple(args.namespace) or (() if args.all_namespaces else settings.env_namespaces())
     priority = args.priority
     if priority is None and os.environ.get(settings.ENV_PRIORITY, "").strip():
@@ -129,5 +218,21 @@ def run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         cluster_sidecars=args.cluster_sidecars,
         upgrades_per_minute=args.upgrades_per_minute,
+        webhook=args.webhook,
+        webhook_url=args.webhook_url,
+        webhook_service=args.webhook_service,
+        webhook_host=args.webhook_host,
+        webhook_port=args.webhook_port,
+        webhook_name=args.webhook_name,
+        webhook_cert_secret=args.webhook_cert_secret,
+        webhook_cert_provided=args.webhook_cert_provided,
+        webhook_cert_validity=validity,
+        webhook_cert_check=check,
+        webhook_namespace_label=args.webhook_namespace_label,
+        webhook_exclude_namespaces=("kube-system", *args.webhook_exclude_namespace),
+        webhook_timeout=args.webhook_timeout,
+        webhook_failure_policy=args.webhook_failure_policy,
+        webhook_scan_interval=scan,
+        strict=args.strict,
     )
     return runner.run(operator_settings)

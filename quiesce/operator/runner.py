@@ -27,6 +27,10 @@ def run(settings: settings_.OperatorSettings) -> int:
     registry = kopf.OperatorRegistry()
     runtime = handlers.Runtime(settings=settings)
     handlers.register(registry, runtime)
+    if settings.webhook:
+        from quiesce.operator import webhook
+
+        webhook.register(registry, runtime)
     kopf.run(
         registry=registry,
         clusterwide=settings.clusterwide,

@@ -20,6 +20,8 @@ ENV_NAMESPACES: Final = "QUIESCE_NAMESPACES"
 ENV_DISABLED: Final = "QUIESCE_DISABLED"
 ENV_DRY_RUN: Final = "QUIESCE_DRY_RUN"
 ENV_PRIORITY: Final = "QUIESCE_PRIORITY"
+ENV_POD_NAMESPACE: Final = "POD_NAMESPACE"
+DEFAULT_WEBHOOK_SECRET: Final = "quiesce-system/quiesce-webhook-cert"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,9 +80,74 @@ class OperatorSettings:
     """Concurrent API writes. Default 8: enough for 1,000 workloads in seconds, gentle on
     the API server."""
 
+    webhook: bool = False
+    """Serve the Pod mutating webhook (``docs/webhook.md``). Default off: template mode only."""
+
+    webhook_url: str | None = None
+    """The URL the API server calls, e.g. ``https://198.18.0.1:9443`` (the rig: no
+    kube-proxy). Default none: ``webhook_service`` is used."""
+
+    webhook_service: str = "quiesce-system/quiesce-webhook:443"
+    """``namespace/name:port`` of the Service in front of the replicas (the chart's)."""
+
+    webhook_host: str = "0.0.0.0"
+    """Address the webhook server listens on. Default all interfaces."""
+
+    webhook_port: int = 9443
+    """Port the webhook server listens on. Default 9443 (unprivileged)."""
+
+    webhook_name: str = "quiesce"
+    """Name of the MutatingWebhookConfiguration the operator keeps up to date."""
+
+    webhook_cert_secret: str = DEFAULT_WEBHOOK_SECRET
+    """``namespace/name`` of the Secret holding the serving certificate and CA, shared by
+    every replica. Default ``quiesce-system/quiesce-webhook-cert``."""
+
+    webhook_cert_provided: bool = False
+    """The Secret is kept by someone else (cert-manager): read and check it, never write it.
+    Default off: the operator generates and rotates it."""
+
+    webhook_cert_validity: float = 365 * 86400.0
+    """Lifetime of a generated serving certificate, seconds. Default one year; renewed when
+    a third is left."""
+
+    webhook_cert_check: float = 60.0
+    """Seconds between reads of the certificate Secret (renewal, other replicas' rotations,
+    a provided certificate's renewal). Default 60."""
+
+    webhook_namespace_label: str = "quiesce.dev/webhook=enabled"
+    """``key=value`` (or ``key``) a Namespace needs for its pods to go through the webhook;
+    empty = every namespace. Default opt-in, as mesh injectors do: a pod creation in a
+    namespace that never asked never waits on quiesce."""
+
+    webhook_exclude_namespaces: tuple[str, ...] = ("kube-system",)
+    """Namespaces never sent to the webhook, besides the operator's own. Default kube-system."""
+
+    webhook_timeout: int = 3
+    """``timeoutSeconds`` of the webhook. Default 3: an injection takes milliseconds, and a
+    hung webhook delays every pod creation in its namespaces by this much."""
+
+    webhook_failure_policy: str = "Ignore"
+    """``Ignore`` (default: pods are created without the sidecar when the webhook is down,
+    and the miss is counted) or ``Fail`` (pods are refused instead)."""
+
+    webhook_scan_interval: float = 60.0
+    """Seconds between scans for pods created without the sidecar while the webhook was
+    unreachable (counted and reported). Default 60; 0 = no scan."""
+
+    strict: bool = False
+    """Deny pods whose ``quiesce.dev/*`` annotations are invalid. Default off: the pod is
+    created without the sidecar and the user gets an admission warning."""
+
     @property
     def clusterwide(self) -> bool:
         return not self.namespaces
+
+    @property
+    def operator_namespace(self) -> str:
+        """The operator's own namespace (excluded from the webhook): ``$POD_NAMESPACE``, else
+        the certificate Secret's namespace."""
+        return os.environ.get(ENV_POD_NAMESPACE) or self.webhook_cert_secret.partition("/")[0]
 
 
 def default_priority(hostname: str | None = None) -> int:
