@@ -9,6 +9,7 @@ component's log, is kept under ``rig-logs/`` when a test failed.
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +36,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.fixture(scope="session")
 def rig_instance() -> Iterator[rig.Rig]:
     """The whole rig, shared by the session. Missing binaries fail with how to build them."""
-    workdir = RIG_LOGS / time.strftime("%Y%m%d-%H%M%S")
+    # The pid keeps two sessions started in the same second apart.
+    workdir = RIG_LOGS / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     r = rig.Rig.start(workdir)
     yield r
     r.stop()

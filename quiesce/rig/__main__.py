@@ -17,6 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("build", help="build every missing binary into ~/.cache/quiesce (once)")
     up = sub.add_parser("up", help="start a rig in the background and print how to reach it")
     up.add_argument("--no-kubernetes", action="store_true", help="only the network and Consul")
+    up.add_argument(
+        "--node-agent", action="store_true", help="also run the node agent (pods really run)"
+    )
     sub.add_parser("down", help="stop every rig started with `up`, leaving no process behind")
     sub.add_parser("status", help="list running rigs")
     args = parser.parse_args(argv)
@@ -27,7 +30,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "up":
             binaries.ensure_all()
             started = time.monotonic()
-            r = rig.Rig.start(rig.detached_workdir(), kubernetes=not args.no_kubernetes)
+            r = rig.Rig.start(
+                rig.detached_workdir(),
+                kubernetes=not args.no_kubernetes,
+                node_agent=args.node_agent and not args.no_kubernetes,
+            )
             print(f"# rig up in {time.monotonic() - started:.1f} s; logs in {r.workdir}/logs")
             for key, value in r.env().items():
                 print(f"export {key}={value}")

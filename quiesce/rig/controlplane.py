@@ -168,6 +168,8 @@ def start(workdir: Path, *, host_ip: str, service_cidr: str, timeout: float = 60
                 "--authorization-mode=Node,RBAC",
                 "--enable-admission-plugins=NodeRestriction",
                 "--allow-privileged=true",
+                # lifecycle.stopSignal (alpha in 1.37): the node agent honours it.
+                "--feature-gates=ContainerStopSignals=true",
                 "--profiling=false",
                 "--v=1",
             ],

@@ -29,6 +29,8 @@ RIG_RANGE: Final = ipaddress.IPv4Network("198.18.0.0/15")
 # the same offset in the upper half, so two rigs never collide on either.
 BRIDGE_RANGE: Final = ipaddress.IPv4Network("198.18.0.0/16")
 LOCK_FILE: Final = Path("/run/quiesce-rig.lock")
+FIRST_POD_HOST: Final = 101
+"""Host index of the first address the node agent gives pods (its ``--first-pod-ip``)."""
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -126,7 +128,8 @@ class RigNetwork:
         hosts = list(subnet.hosts())
         self.host_ip = str(hosts[0])
         self.service_cidr = ipaddress.IPv4Network((int(subnet.network_address) + (1 << 16), 24))
-        self._free = [str(h) for h in hosts[1:]]
+        # .2-.100 for the rig's own namespaces; the node agent's pods start at .101.
+        self._free = [str(h) for h in hosts[1 : FIRST_POD_HOST - 1]]
         self._next_index = 0
         self.namespaces: dict[str, Namespace] = {}
         self.client: Namespace
@@ -167,7 +170,8 @@ class RigNetwork:
         return sandbox
 
     def _forget(self, ns: Namespace) -> None:
-        self.namespaces.pop(ns.name, None)
+        if self.namespaces.pop(ns.name, None) is not None:
+            self._free.append(ns.ip)  # reused after every other free address
 
     def destroy(self) -> None:
         for ns in list(self.namespaces.values()):
