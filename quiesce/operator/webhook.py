@@ -404,6 +404,12 @@ class Certificates:
         if bundle is None or verdict is None:
             return
         if bundle != self.loaded:
+            if (
+                verdict.problems
+                and self.loaded is not None
+                and not certificates.check(self.loaded, self.hosts, now).problems
+            ):
+                return  # a provided Secret got worse: keep serving the good one (reported)
             await self._load(bundle)
         if verdict.expires is not None:
             self.metrics.cert_expiry.set(verdict.expires.timestamp())
