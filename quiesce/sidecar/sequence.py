@@ -203,15 +203,14 @@ class Sidecar:
     async def _run(self, tl: Timeline) -> Timeline:
         plan = self.settings.plan
         try:
-            facts = await self._pod_facts(tl)
+            # The pod's own grace (shorter after an eviction or --grace-period) is read
+            # while deregistration runs on the plan's deadline: leaving Consul never waits
+            # for the API server.
+            facts_task = asyncio.create_task(self._pod_facts(tl), name="quiesce-pod")
             grace = float(plan.grace_period_seconds)
-            source = "plan"
-            pod_grace = facts.deletion_grace_period if facts else None
-            if pod_grace is not None and pod_grace < grace:
-                grace, source = float(pod_grace), "deletionGracePeriodSeconds"
             deadline = tl.origin + max(0.0, grace - plan.margin)
             tl.deadline = deadline
-            tl.grace = {"seconds": grace, "source": source, "margin": plan.margin}
+            tl.grace = {"seconds": grace, "source": "plan", "margin": plan.margin}
             await self._sample_once()  # the traffic since the last idle sample counts too
             rate = self.estimator.rate(time.monotonic())
             window = adaptive_window(
@@ -222,14 +221,13 @@ class Sidecar:
             )
             self.metrics.quiet_window.set(window)
             log.info(
-                "Deadline in %.1f s (grace %.0f s from %s, margin %.1f s); quiet window "
-                "%.2f s for %.2f inbound events/s.",
-                deadline - tl.origin,
-                grace,
-                source,
-                plan.margin,
+                "Quiet window %.2f s for %.2f inbound events/s; the plan's deadline is in "
+                "%.1f s (grace %.0f s, margin %.1f s).",
                 window,
                 rate,
+                deadline - tl.origin,
+                grace,
+                plan.margin,
             )
             tracker = QuietTracker(started=time.monotonic())
             self._tracker = tracker
@@ -245,6 +243,23 @@ class Sidecar:
             es_task = asyncio.create_task(es.run(deadline), name="quiesce-endpointslices")
             try:
                 instances = await self._deregister(tl, deadline)
+                facts = await facts_task
+                pod_grace = facts.deletion_grace_period if facts else None
+                if pod_grace is not None and pod_grace < grace:
+                    deadline = tl.origin + max(0.0, pod_grace - plan.margin)
+                    tl.deadline = deadline
+                    tl.grace = {
+                        "seconds": float(pod_grace),
+                        "source": "deletionGracePeriodSeconds",
+                        "margin": plan.margin,
+                    }
+                    log.info(
+                        "The pod's deletionGracePeriodSeconds %d s is shorter than the plan's "
+                        "%d s: deadline in %.1f s.",
+                        pod_grace,
+                        plan.grace_period_seconds,
+                        deadline - time.monotonic(),
+                    )
                 await self._converge(
                     tl,
                     deadline=deadline,
@@ -255,9 +270,10 @@ class Sidecar:
                     rate=rate,
                 )
             finally:
-                es_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await es_task
+                for task in (es_task, facts_task):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             if plan.kept_hook is not None:
                 await self._kept_hook(tl, deadline)
             signalled = await self._signal(tl, deadline, facts)
