@@ -470,3 +470,35 @@ def test_drain_holds_the_hook_until_the_request_in_flight_is_answered(
     # the hook returned only once the answer had been sent
     assert wall(drain["ended_at"]) >= answered[0]["t"] - 0.05
     assert took >= 2.0
+
+
+def test_shutdown_url_is_posted_after_haproxy_let_go_and_nothing_is_dropped(
+    pods: Callable[..., Pod],
+    balancer: Callable[[float], haproxy.HAProxy],
+    rig_instance: rig.Rig,
+    tmp_path: Path,
+) -> None:
+    plan = {
+        **STEADY,
+        "signal": None,
+        "shutdown_url": f"http://127.0.0.1:{APP_PORT}/shutdown",
+    }
+    leaving = pods(plan=plan)
+    staying = pods(plan=None)
+    lb = balancer(2.0)
+    wait_routed(lb, leaving, staying)
+    gen = start_load(rig_instance, lb, tmp_path / "load.jsonl", rate=30, duration=16)
+    time.sleep(7)
+    code, _ = leaving.prestop()
+    assert code == 200
+    summary = finish_load(gen)
+    status = leaving.status()
+    sig = phase(status, "signal")
+    assert (sig["mode"], sig["status"]) == ("url", 200)
+    events = read_events(leaving.events)
+    shutdown = [e for e in events if e["event"] == "shutdown"]
+    assert len(shutdown) == 1
+    assert shutdown[0]["t"] >= wall(phase(status, "converge")["ended_at"]) - 0.01
+    assert all(e["t"] < shutdown[0]["t"] for e in events if e["event"] == "request")
+    assert phase(status, "drain")["outcome"] == "ok"  # held until the app exited
+    assert summary["failed"] == 0, summary
