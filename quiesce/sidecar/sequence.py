@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 
 from quiesce.sidecar import drain, inet_diag, signals
-from quiesce.sidecar.consul_backend import ConsulBackend, ConsulUnavailable, Instance, PodIdentity
+from quiesce.sidecar.consul_backend import ConsulBackend, Instance, PodIdentity, Report
 from quiesce.sidecar.endpointslices import EndpointSliceCheck
 from quiesce.sidecar.kubeapi import KubeClient, KubeError, PodFacts, read_pod
 from quiesce.sidecar.metrics import Metrics
@@ -325,7 +325,11 @@ class Sidecar:
             "deregister", backend=self.consul.name, consul=self.consul.settings.address
         )
         until = min(time.monotonic() + plan.deregister_timeout, deadline)
-        report = await self.consul.deregister(until)
+        try:
+            report = await self.consul.deregister(until)
+        except Exception as exc:  # e.g. an unreadable CONSUL_CACERT: the sequence goes on
+            report = Report(backend=self.consul.name, address=self.consul.settings.address)
+            report.failures.append({"call": "client", "error": f"{type(exc).__name__}: {exc}"})
         for failure in report.failures:
             self.metrics.deregistration_failures.labels(backend=self.consul.name).inc()
             tl.error("deregister", failure.get("error", ""), consul=report.address, **failure)
@@ -352,7 +356,7 @@ class Sidecar:
         while time.monotonic() < until:
             try:
                 listed = await self.consul.still_listed(instances, until)
-            except ConsulUnavailable as exc:
+            except Exception as exc:  # ConsulUnavailable, or a client that cannot be built
                 state.state, state.error = "unknown", str(exc)
             else:
                 state.polls += 1

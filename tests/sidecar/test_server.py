@@ -161,3 +161,24 @@ async def test_garbage_huge_headers_and_slow_clients_do_no_harm(
         assert (await (await client.get("/status")).json())["state"] == "idle"
     finally:
         slow.close()
+
+
+async def test_a_consul_client_that_cannot_be_built_fails_deregistration_only(
+    aiohttp_client: ClientFactory, tmp_path: Any
+) -> None:
+    from quiesce.sidecar.settings import ConsulSettings
+
+    consul = ConsulSettings(
+        backend="agent",
+        address="127.0.0.1:8501",
+        scheme="https",
+        ca_file=str(tmp_path / "missing-ca.pem"),
+    )
+    client = await aiohttp_client(server.create_app(make_settings(plan=FAST, consul=consul)))
+    assert (await client.get("/prestop", headers=TOKEN)).status == 200
+    status = await (await client.get("/status")).json()
+    phases = {p["name"]: p for p in status["phases"]}
+    assert phases["deregister"]["outcome"] == "failed"
+    assert "FileNotFoundError" in phases["deregister"]["failures"][0]["error"]
+    assert phases["signal"]["outcome"] == "ok"  # the sequence went on
+    assert status["state"] == "done"
