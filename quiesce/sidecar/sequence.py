@@ -20,9 +20,9 @@ import contextlib
 import logging
 import signal as signal_module
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -42,6 +42,7 @@ from quiesce.sidecar.settings import Settings
 from quiesce.sidecar.status import Outcome, Timeline
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -274,10 +275,11 @@ class Sidecar:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+            # each later phase runs even when one before it failed unexpectedly
             if plan.kept_hook is not None:
-                await self._kept_hook(tl, deadline)
-            signalled = await self._signal(tl, deadline, facts)
-            await self._drain(tl, deadline, signalled)
+                await _guarded(tl, "kept_hook", self._kept_hook(tl, deadline))
+            signalled = await _guarded(tl, "signal", self._signal(tl, deadline, facts))
+            await _guarded(tl, "drain", self._drain(tl, deadline, signalled or _Signalled("")))
         except Exception as exc:  # never leave /prestop hanging on a bug
             log.exception("Shutdown sequence failed: %s", exc)
             tl.error("sequence", f"{type(exc).__name__}: {exc}")
@@ -652,6 +654,16 @@ class Sidecar:
                 break
             await asyncio.sleep(min(self.settings.poll_interval, until - time.monotonic()))
         self._observe(tl, "drain")
+
+
+async def _guarded(tl: Timeline, name: str, step: Awaitable[T]) -> T | None:
+    """Run one phase; a bug or an unexpected error there is recorded, not fatal."""
+    try:
+        return await step
+    except Exception as exc:
+        log.exception("The %s phase failed: %s", name, exc)
+        tl.error(name, f"{type(exc).__name__}: {exc}")
+        return None
 
 
 def _headers(raw: Any) -> dict[str, str]:
