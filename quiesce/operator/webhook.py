@@ -403,7 +403,7 @@ class Certificates:
             verdict = certificates.check(bundle, self.hosts, now)
         if bundle is None or verdict is None:
             return
-        if bundle != self.loaded:
+        if self.loaded is None or _served(bundle) != _served(self.loaded):
             if (
                 verdict.problems
                 and self.loaded is not None
@@ -523,6 +523,11 @@ class Certificates:
                 return None
             raise
         return result
+
+
+def _served(bundle: certificates.Bundle) -> tuple[bytes, bytes, bytes]:
+    """What a replica serves and publishes (the CA key alone changing is not a rotation)."""
+    return bundle.ca, bundle.cert, bundle.key
 
 
 def _bundle(secret: Mapping[str, Any] | None) -> certificates.Bundle | None:
