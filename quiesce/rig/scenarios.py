@@ -166,18 +166,56 @@ class Workload:
 
 
 class _Poller(threading.Thread):
-    """Polls the workload's pods in the background while the action blocks."""
+    """Polls the workload's pods in the background while the action blocks.
+
+    A second thread keeps the last ``/status`` of every terminating pod's sidecar
+    (why it converged when it did), since the sidecar dies with its pod.
+    """
 
     def __init__(self, w: Workload, interval: float = 0.3) -> None:
         super().__init__(daemon=True)
         self.w, self.interval = w, interval
         self.stop_event = threading.Event()
+        self.terminating_ips: dict[str, str] = {}
+        self.statuses: dict[str, dict[str, Any]] = {}
+        self._status_thread = threading.Thread(target=self._statuses, daemon=True)
 
     def run(self) -> None:
+        self._status_thread.start()
         while not self.stop_event.is_set():
             with contextlib.suppress(Exception):
-                self.w.pods()
+                for pod in self.w.pods():
+                    ip = pod.get("status", {}).get("podIP")
+                    if pod["metadata"].get("deletionTimestamp") and ip:
+                        self.terminating_ips[pod["metadata"]["name"]] = ip
             self.stop_event.wait(self.interval)
+        self._status_thread.join(5)
+
+    def _statuses(self) -> None:
+        while not self.stop_event.is_set():
+            for name, ip in list(self.terminating_ips.items()):
+                with contextlib.suppress(OSError, ValueError):
+                    status = sidecar_status(ip, timeout=0.5)
+                    if status.get("state") != "idle":
+                        self.statuses[name] = status
+            self.stop_event.wait(0.2)
+
+    def sidecars(self) -> dict[str, dict[str, Any]]:
+        """Per pod: why convergence ended, after how long, and what went wrong."""
+        out = {}
+        for name, st in self.statuses.items():
+            phases: list[dict[str, Any]] = st.get("phases", [])
+            converge = next((p for p in phases if p["name"] == "converge"), {})
+            out[name] = {
+                "state": st.get("state"),
+                "duration": st.get("duration"),
+                "convergence": st.get("convergence"),
+                "quiet_window": converge.get("quiet_window"),
+                "inbound_rate": converge.get("inbound_rate"),
+                "errors": [e.get("error") for e in st.get("errors", [])],
+                "warnings": [x.get("warning") for x in st.get("warnings", [])],
+            }
+        return out
 
 
 def under_load(
@@ -228,7 +266,7 @@ def under_load(
         before = set(w.watch.terminating_since)
         poller.start()
         started = time.monotonic()
-        details = action(w) or {}
+        details = dict(action(w) or {})
 
         def deleted() -> int:
             with w._lock:
@@ -249,9 +287,10 @@ def under_load(
     finally:
         poller.stop_event.set()
         if poller.is_alive():
-            poller.join(5)
+            poller.join(10)
         gen.send_signal(signal.SIGINT)
         _, stderr = gen.communicate(timeout=60)
+    details["sidecars"] = poller.sidecars()
     if gen.returncode != 0:
         raise RuntimeError(f"load generator failed: {stderr[-2000:]}")
     results = loadgen.load(out)
