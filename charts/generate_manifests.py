@@ -70,6 +70,7 @@ def render(helm: Path | None = None, *, extra: Sequence[str] = ()) -> dict[Path,
         NAMESPACE,
         "--kube-version",
         KUBE_VERSION,
+        "--include-crds",
     ]
     for value in PLAIN_VALUES:
         argv += ["--set", value]

@@ -1,12 +1,15 @@
-"""The rig for the install tests: no quiesce installed, its nodes cordoned.
+"""The rig for the install tests: no quiesce installed; nodes cordoned, or pods running.
 
-The rig has no kubelet unless its node agent runs, and a pod bound to a node waits
-for that node's kubelet to confirm its deletion. Cordoned, the operator's pods stay
-Pending (unscheduled), and an unscheduled pod is deleted at once.
+``cluster``: a pod bound to a node waits for that node's kubelet (the rig's node
+agent) to confirm its deletion, and other tests may have started the agent or
+not. Cordoned, the operator's pods stay Pending (unscheduled), and an unscheduled
+pod is deleted at once: the tests check what is installed and removed.
+``running_cluster``: the node agent runs the chart's pods, operator included.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -40,43 +43,61 @@ def _saved(r: rig.Rig, names: list[str]) -> list[dict[str, Any]]:
     return items
 
 
-@pytest.fixture
-def cluster(rig_instance: rig.Rig) -> Iterator[rig.Rig]:
-    """The rig with no quiesce installed, its nodes cordoned for the test.
+@contextlib.contextmanager
+def _without_quiesce(r: rig.Rig) -> Iterator[None]:
+    """No quiesce on the cluster during the block.
 
     Other tests of the session (the rollout demo, the operator's) apply quiesce's
     cluster-wide RBAC and CRDs from manifests/rbac/ and leave them: they are saved,
-    removed for the test, and put back after it.
+    removed for the block, and put back after it.
     """
-    if not namespace_gone(rig_instance, NAMESPACE):
+    if not namespace_gone(r, NAMESPACE):
         pytest.fail(f"namespace {NAMESPACE} already exists on this shared rig: run tests/install "
                     "before the tests that install the operator's RBAC there")  # fmt: skip
     present = [
         o for o in CLUSTER_OBJECTS
-        if rig_instance.kubectl("get", o, "--ignore-not-found", "-o", "name").stdout.strip()
+        if r.kubectl("get", o, "--ignore-not-found", "-o", "name").stdout.strip()
     ]  # fmt: skip
-    saved = _saved(rig_instance, present) if present else []
+    saved = _saved(r, present) if present else []
     if present:
-        rig_instance.kubectl("delete", "--wait", *present, timeout=120)
-    nodes = json.loads(rig_instance.kubectl("get", "nodes", "-o", "json").stdout)["items"]
-    cordoned = [n["metadata"]["name"] for n in nodes if not n["spec"].get("unschedulable")]
-    for node in cordoned:
-        rig_instance.kubectl("cordon", node)
+        r.kubectl("delete", "--wait", *present, timeout=120)
     try:
-        yield rig_instance
+        yield
     finally:
-        for node in cordoned:
-            rig_instance.kubectl("uncordon", node, check=False)
         crds = [o for o in saved if o["kind"] == "CustomResourceDefinition"]
         rest = [o for o in saved if o["kind"] != "CustomResourceDefinition"]
         for batch in (crds, rest):
             if batch:
-                rig_instance.kubectl(
+                r.kubectl(
                     "create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
                                                            "items": batch})
                 )  # fmt: skip
                 if batch is crds:
-                    rig_instance.kubectl(
+                    r.kubectl(
                         "wait", "--for=condition=Established", "--timeout=30s",
                         *(f"crd/{o['metadata']['name']}" for o in crds),
                     )  # fmt: skip
+
+
+@pytest.fixture
+def cluster(rig_instance: rig.Rig) -> Iterator[rig.Rig]:
+    """The rig with no quiesce installed, its nodes cordoned for the test."""
+    with _without_quiesce(rig_instance):
+        nodes = json.loads(rig_instance.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+        cordoned = [n["metadata"]["name"] for n in nodes if not n["spec"].get("unschedulable")]
+        for node in cordoned:
+            rig_instance.kubectl("cordon", node)
+        try:
+            yield rig_instance
+        finally:
+            for node in cordoned:
+                rig_instance.kubectl("uncordon", node, check=False)
+
+
+@pytest.fixture
+def running_cluster(rig_instance: rig.Rig) -> Iterator[rig.Rig]:
+    """The rig with no quiesce installed and its node agent running: pods run, as local
+    processes (the chart's image is this checkout's ``quiesce``)."""
+    with _without_quiesce(rig_instance):
+        rig_instance.start_node_agent()
+        yield rig_instance

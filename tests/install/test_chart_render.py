@@ -144,7 +144,29 @@ def test_replicas_get_distinct_peering_priorities_from_their_ordinal() -> None:
     assert "--all-namespaces" in args and "--peering=quiesce" in args
     assert "--priority" not in " ".join(args)  # it comes from QUIESCE_PRIORITY
     peering = chartkit.find(docs, "ClusterKopfPeering", "quiesce")
-    assert peering["metadata"]["annotations"]["helm.sh/hook"] == "post-install"
+    assert "annotations" not in peering["metadata"]  # an ordinary object: its CRD is in crds/
+    # Each replica waits for it before kopf starts (else it runs unpaired for ~50 s).
+    (wait,) = sts["spec"]["template"]["spec"]["initContainers"]
+    assert wait["name"] == "wait-for-peering" and wait["args"] == ["/quiesce"]
+
+
+def test_kopf_peering_crds_are_in_crds_installed_first_and_never_deleted() -> None:
+    text = (chartkit.CHART / "crds" / "kopf-peering.yaml").read_text()
+    assert "{{" not in text  # crds/ is not templated
+    crds = chartkit.documents(text)
+    assert {c["metadata"]["name"] for c in crds} == {
+        "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev",
+    }  # fmt: skip
+    assert not [
+        d
+        for d in chartkit.documents(chartkit.template())
+        if d["kind"] == "CustomResourceDefinition"
+    ]
+    shipped = chartkit.MANIFESTS / "rbac" / "peering.yaml"
+    if shipped.exists():
+        assert [c["spec"] for c in crds] == [
+            c["spec"] for c in chartkit.documents(shipped.read_text())
+        ]
 
 
 def test_namespaced_install_watches_its_namespaces_with_a_kopfpeering_in_each() -> None:
@@ -152,6 +174,10 @@ def test_namespaced_install_watches_its_namespaces_with_a_kopfpeering_in_each() 
     args = chartkit.container(docs, "StatefulSet", "quiesce-operator")["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args
     assert "--all-namespaces" not in args
+    (wait,) = chartkit.find(docs, "StatefulSet", "quiesce-operator")["spec"]["template"]["spec"][
+        "initContainers"
+    ]
+    assert wait["args"] == ["team-a/quiesce", "team-b/quiesce"]
     peerings = [d for d in docs if d["kind"] == "KopfPeering"]
     assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
     assert {p["metadata"]["name"] for p in peerings} == {"quiesce"}

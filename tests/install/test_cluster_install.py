@@ -86,6 +86,7 @@ def test_helm_install_and_uninstall_leave_nothing_behind(cluster: rig.Rig) -> No
             line for line in snapshot(cluster) - before
             if f" {namespace}/" in line or line.endswith(f" /{namespace}")
         }  # fmt: skip
+        left = {line for line in left if "CustomResourceDefinition" not in line}
         return left == {
             f"v1 Namespace /{namespace}",
             f"v1 ServiceAccount {namespace}/default",
@@ -93,8 +94,14 @@ def test_helm_install_and_uninstall_leave_nothing_behind(cluster: rig.Rig) -> No
         }
 
     # What is left is only the namespace `helm install --create-namespace` made (Helm
-    # never deletes it) with what Kubernetes puts in every namespace.
+    # never deletes it) with what Kubernetes puts in every namespace, and kopf's CRDs
+    # (crds/: shared by every kopf operator, Helm never deletes them).
     wait_for("the release's objects to be deleted", only_defaults_left)
+    assert {line for line in snapshot(cluster) - before if "CustomResourceDefinition" in line} == {
+        "apiextensions.k8s.io/v1 CustomResourceDefinition /clusterkopfpeerings.kopf.dev",
+        "apiextensions.k8s.io/v1 CustomResourceDefinition /kopfpeerings.kopf.dev",
+    }
+    cluster.kubectl("delete", "crd", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev")
     cluster.kubectl("delete", "namespace", namespace, "--wait=false")
     wait_for("the namespace to go", lambda: namespace_gone(cluster, namespace))
     assert snapshot(cluster) == before
