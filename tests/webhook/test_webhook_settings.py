@@ -1,0 +1,63 @@
+"""Every promised default of webhook mode, and the flags that set them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from quiesce import cli
+from quiesce.operator import settings
+
+
+def test_webhook_defaults_are_the_documented_ones() -> None:
+    s = settings.OperatorSettings()
+    assert not s.webhook and not s.strict
+    assert s.webhook_url is None
+    assert s.webhook_service == "quiesce-system/quiesce-webhook:443"
+    assert (s.webhook_host, s.webhook_port) == ("0.0.0.0", 9443)
+    assert s.webhook_name == "quiesce"
+    assert s.webhook_cert_secret == "quiesce-system/quiesce-webhook-cert"
+    assert not s.webhook_cert_provided
+    assert s.webhook_cert_validity == 365 * 86400 and s.webhook_cert_check == 60
+    assert s.webhook_namespace_label == "quiesce.dev/webhook=enabled"
+    assert s.webhook_exclude_namespaces == ("kube-system",)
+    assert s.webhook_timeout == 3 and s.webhook_failure_policy == "Ignore"
+    assert s.webhook_scan_interval == 60
+
+
+def test_the_operators_namespace_comes_from_the_pod_or_the_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(settings.ENV_POD_NAMESPACE, raising=False)
+    assert settings.OperatorSettings(webhook_cert_secret="ops/cert").operator_namespace == "ops"
+    monkeypatch.setenv(settings.ENV_POD_NAMESPACE, "quiesce")
+    assert settings.OperatorSettings().operator_namespace == "quiesce"
+
+
+def test_the_cli_accepts_every_webhook_flag() -> None:
+    args = cli.build_parser().parse_args(
+        [
+            "operator", "--webhook", "--webhook-url", "https://198.18.0.1:9443",
+            "--webhook-service", "q/hook:8443", "--webhook-host", "198.18.0.1",
+            "--webhook-port", "9444", "--webhook-name", "q", "--webhook-cert-secret", "q/c",
+            "--webhook-cert-provided", "--webhook-cert-validity", "720h",
+            "--webhook-cert-check", "10s", "--webhook-namespace-label", "",
+            "--webhook-exclude-namespace", "monitoring", "--webhook-timeout", "5",
+            "--webhook-failure-policy", "Fail", "--webhook-scan-interval", "0", "--strict",
+        ]
+    )  # fmt: skip
+    assert args.webhook and args.strict and args.webhook_cert_provided
+    assert args.webhook_port == 9444 and args.webhook_failure_policy == "Fail"
+    assert args.webhook_exclude_namespace == ["monitoring"]
+
+
+def test_a_bad_duration_exits_2() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "quiesce", "operator", "--webhook-cert-check", "soon"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "invalid duration" in result.stderr
