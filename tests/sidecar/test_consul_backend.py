@@ -16,6 +16,8 @@ from quiesce.sidecar.settings import ConsulSettings
 
 from .helpers import ConsulAPI
 
+pytestmark = pytest.mark.rig
+
 POD = PodIdentity(name="web-7d9f-abcde", namespace="shop", uid="6c1f-uid", ip="198.18.200.17")
 META = {"pod-name": POD.name, "k8s-namespace": POD.namespace, "pod-uid": POD.uid}
 

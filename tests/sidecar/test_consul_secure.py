@@ -25,6 +25,8 @@ from quiesce.sidecar.consul_backend import ConsulBackend, PodIdentity
 
 from .helpers import wait_for
 
+pytestmark = pytest.mark.rig
+
 ROOT_TOKEN = "3f0a7c39-5b43-4a52-9d34-quiesce-root"
 POD = PodIdentity(name="api-0", namespace="shop", uid="u-api-0", ip="198.18.240.9")
 

@@ -25,6 +25,8 @@ from quiesce.sidecar.settings import KubeSettings
 
 from .helpers import make_settings, wait_for
 
+pytestmark = pytest.mark.rig
+
 TOKEN = {"X-Quiesce-Token": "s3cret"}
 POD_IP = "198.18.250.7"  # a pod IP only the API objects know; nothing is routed to it
 ClientFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
