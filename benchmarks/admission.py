@@ -180,7 +180,7 @@ def main() -> int:
             )  # fmt: skip
         host = r.network.host_ip
         port = free_port(host)
-        metrics_port = free_port("127.0.0.1")
+        metrics_port = free_port("0.0.0.0")
         log = workdir / "operator.log"
         argv = [
             sys.executable, "-m", "quiesce", "operator", f"--kubeconfig={r.kubeconfig}",

@@ -53,7 +53,7 @@ class WebhookOperator(OperatorProcess):
         self.secret = f"quiesce-system/{name}-cert"
         self.config_name = f"quiesce-{name}"
         self.url = f"https://{host}:{self.port}"
-        self.metrics_port = free_port("127.0.0.1")
+        self.metrics_port = free_port("0.0.0.0")
         webhook_args = [
             f"--metrics-port={self.metrics_port}",
             "--webhook",
