@@ -46,7 +46,7 @@ def test_an_annotated_pod_gets_exactly_what_template_mode_gives_its_template() -
         p["spec"], expected_plan, config.Config(), token="t0ken", native=True
     ).pod_spec
     assert {**p["spec"], **result.spec} == expected
-    assert result.annotations[keys.STATE_STATUS].startswith("ok: injected plan ")
+    assert result.annotations[keys.STATE_STATUS] == reconcile.ok_status(expected_plan, native=True)
     assert result.annotations[keys.STATE_PLAN_HASH] == expected_plan.plan_hash()
     assert not result.warnings and result.denial is None
 
