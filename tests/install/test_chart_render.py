@@ -20,6 +20,9 @@ from quiesce import config as configuration
 GOLDEN_CASES = {
     "default": (),
     "namespaced": ("-f", str(chartkit.VALUES / "namespaced.yaml")),
+    "webhook-cert-manager": (
+        "--set", "webhook.enabled=true", "--set", "webhook.certManager.enabled=true",
+    ),
     "single-replica-no-pdb": (
         "--set", "operator.replicaCount=1", "--set", "podDisruptionBudget.enabled=false",
     ),
@@ -121,7 +124,9 @@ def test_sidecar_clusterrole_reads_endpointslices_and_pods_only() -> None:
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("name", ["rbac-operator.yaml", "rbac-sidecar.yaml", "uninstall-hook.yaml"])
+@pytest.mark.parametrize(
+    "name", ["rbac-operator.yaml", "rbac-sidecar.yaml", "uninstall-hook.yaml", "webhook.yaml"]
+)
 def test_every_rbac_rule_says_why_it_exists(name: str) -> None:
     lines = (chartkit.CHART / "templates" / name).read_text().splitlines()
     rule_lines = [i for i, line in enumerate(lines) if line.strip().startswith("- apiGroups:")]
@@ -253,3 +258,57 @@ def test_every_value_is_in_the_schema_and_the_defaults_pass_it() -> None:
     for key, sub in schema["properties"].items():
         if sub.get("type") == "object" and "properties" in sub:
             assert set(values[key]) <= set(sub["properties"]), key
+
+
+def test_webhook_mode_ships_service_flags_and_the_rbac_docs_webhook_lists() -> None:
+    off = chartkit.documents(chartkit.template())
+    assert "--webhook" not in chartkit.container(off, "StatefulSet", "quiesce-operator")["args"]
+    docs = chartkit.documents(chartkit.template("--set", "webhook.enabled=true"))
+    c = chartkit.container(docs, "StatefulSet", "quiesce-operator")
+    assert {
+        "--webhook", "--webhook-name=quiesce",
+        "--webhook-service=quiesce-system/quiesce-webhook:443",
+        "--webhook-cert-secret=quiesce-system/quiesce-webhook-cert",
+        "--webhook-failure-policy=Ignore",
+    } <= set(c["args"])  # fmt: skip
+    assert "--webhook-cert-provided" not in c["args"]
+    assert {"name": "webhook", "containerPort": 9443, "protocol": "TCP"} in c["ports"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    service = chartkit.find(docs, "Service", "quiesce-webhook")
+    assert service["spec"]["ports"] == [
+        {"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}
+    ]
+    # The rules tests/webhook applies until the chart carries them (docs/webhook.md).
+    shipped = chartkit.REPO / "tests" / "webhook" / "rbac-webhook.yaml"
+    if shipped.exists():
+        theirs = chartkit.documents(shipped.read_text())
+        for kind, ours, their in (
+            ("ClusterRole", "quiesce-operator-webhook", "quiesce-operator-webhook"),
+            ("Role", "quiesce-operator-webhook-cert", "quiesce-operator-webhook-cert"),
+        ):
+            assert chartkit.rules(chartkit.find(docs, kind, ours)) == chartkit.rules(
+                chartkit.find(theirs, kind, their)
+            ), ours
+    # Uninstalling deletes the configuration the operator wrote, and only that one.
+    job = chartkit.find(docs, "Job", "quiesce-uninject")
+    assert "--delete-webhook=quiesce" in job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert chartkit.rules(chartkit.find(docs, "ClusterRole", "quiesce-uninstall")) == {
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "delete", "quiesce")
+    }
+    # cert-manager: the Secret is provided, so the operator may only read it.
+    cm = chartkit.documents(
+        chartkit.template(
+            "--set", "webhook.enabled=true", "--set", "webhook.certManager.enabled=true"
+        )
+    )
+    assert (
+        "--webhook-cert-provided"
+        in chartkit.container(cm, "StatefulSet", "quiesce-operator")["args"]
+    )
+    assert chartkit.rules(chartkit.find(cm, "Role", "quiesce-operator-webhook-cert")) == {
+        ("", "secrets", "get", "*")
+    }
+    cert = chartkit.find(cm, "Certificate", "quiesce-webhook")
+    assert cert["spec"]["secretName"] == "quiesce-webhook-cert"
+    assert "quiesce-webhook.quiesce-system.svc" in cert["spec"]["dnsNames"]

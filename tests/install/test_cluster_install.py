@@ -167,7 +167,11 @@ def test_server_side_dry_run_accepts_every_manifest(cluster: rig.Rig) -> None:
                 assert "(server dry run)" in result.stdout
         # The Helm rendering too, uninstall hook included (the defaults and a namespaced
         # configuration whose KopfPeerings go to existing namespaces).
-        for extra in ((), ("--set", f"watchNamespaces={{default,{chartkit.NAMESPACE}}}")):
+        for extra in (
+            (),
+            ("--set", f"watchNamespaces={{default,{chartkit.NAMESPACE}}}"),
+            ("--set", "webhook.enabled=true"),
+        ):
             rendered = chartkit.template(*extra)
             result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)
             assert "job.batch/quiesce-uninject created (server dry run)" in result.stdout
