@@ -374,7 +374,7 @@ class Certificates:
                 delay = min(5.0, self.settings.webhook_cert_check)
             await asyncio.sleep(delay)
 
-    async def refresh(self) -> None:
+    async def refresh(self, attempt: int = 0) -> None:
         now = datetime.datetime.now(datetime.UTC)
         secret = await self._read()
         bundle = _bundle(secret)
@@ -397,7 +397,10 @@ class Certificates:
             )
             written = await self._write(secret, bundle)
             if written is None:
-                return  # another replica wrote first: read theirs on the next round, soon
+                # Another replica wrote first: use theirs now rather than a check period later.
+                if attempt < 3:
+                    await self.refresh(attempt + 1)
+                return
             log.info(
                 "Wrote a new webhook serving certificate (serial %x, %s) to %s/%s.",
                 certificates.serial(bundle.cert),
