@@ -177,11 +177,15 @@ def test_discovery_lag_drops_nothing_and_bounds_each_pod(
     assert result.summary.sent >= 300
     _no_failures(result)
     assert len(result.termination_seconds) == 3, result.row()
-    # Not lag + longest request + 2 s: after the LB lets go (at most `lag` after the
-    # deregistration) quiet needs its adaptive window (ln(1000)/λ: 1.0-1.8 s measured
-    # at this rate), and the 2 s floor holds when the lag is shorter; then the app
-    # drains its longest request, and the node's bookkeeping (sidecar stop, sandbox,
-    # API delete) and this test's polling (one kubectl get every ~0.3-1 s) add ~2 s
-    # on 2 shared cores. The guarantee without traffic is the ceiling, 2 lag + 2 s.
-    bound = max(2.0, lag + QUIET_AT_RATE) + LONGEST_REQUEST + 2.5
+    # Not "lag + longest request + 2 s", which the rig does not meet reliably (one
+    # 15 s run took 17.7 s). Per pod: deregistration (<= 1 s), then convergence,
+    # which ends when the LB has let go (HAProxy's effective lag measured up to
+    # ~0.7 s past its interval) and stayed quiet for the adaptive window
+    # (ln(1000)/λ: 1.0-1.8 s at this rate), never before the 2 s floor and never
+    # after the ceiling (2 lag + 2 s, which decides at lag 1); then the app drains
+    # its longest request; then the node's bookkeeping (the native sidecar's exit,
+    # sandbox, API delete: 0.1-2.4 s measured on 2 shared cores) and this test's
+    # polling.
+    converge = min(rollout.ceiling(lag), max(2.0, lag + 1.0 + QUIET_AT_RATE))
+    bound = 1.0 + converge + LONGEST_REQUEST + 3.0
     assert max(result.termination_seconds.values()) <= bound, result.row()
