@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 
 from quiesce import __version__
-from quiesce.commands import demo, lint, operator, plan, sidecar
+from quiesce.commands import demo, lint, operator, plan, sidecar, uninject
 
-SUBCOMMANDS = (operator, sidecar, plan, lint, demo)
+SUBCOMMANDS = (operator, sidecar, plan, lint, uninject, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -204,6 +204,24 @@ def reconcile(
 # --- the pieces --------------------------------------------------------------------------
 
 
+def restore(obj: Mapping[str, Any]) -> Decision:
+    """The decision that gives ``obj`` its original template back, whatever it asks for.
+
+    ``quiesce uninject`` uses it when the operator is being removed: the same
+    write as when ``quiesce.dev/inject`` is removed, without touching that
+    annotation (it is the user's).
+    """
+    metadata: Mapping[str, Any] = obj.get("metadata") or {}
+    annotations: Mapping[str, str] = metadata.get("annotations") or {}
+    pod_spec = _pod_spec(obj)
+    if pod_spec is None:
+        return Decision(action="none", why="no spec.template.spec")
+    record, record_error = _record(annotations)
+    if record_error:
+        return _refuse(obj, annotations, [record_error])
+    return _undo(obj, annotations, pod_spec, record)
+
+
 def wants_injection(annotations: Mapping[str, str]) -> bool:
     """``quiesce.dev/inject`` present and not false; an unparsable value counts as asked
     (the plan then reports it as an error rather than silently undoing an injection)."""
