@@ -79,13 +79,6 @@ def make_settings(**overrides: Any) -> settings_module.Settings:
     return settings_module.Settings(**base)
 
 
-def external_ip() -> str:
-    """An address of this machine that is not loopback (its connections count as traffic)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect(("192.0.2.1", 9))  # no packet is sent for a UDP connect
-        return str(s.getsockname()[0])
-
-
 APP = str(Path(__file__).with_name("app.py"))
 PIDS_CGROUP = Path("/sys/fs/cgroup/pids")
 
