@@ -153,6 +153,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--webhook-failure-policy", choices=("Ignore", "Fail"), default="Ignore", help="(Ignore)"
     )
     hook.add_argument(
+        "--webhook-reinvocation",
+        choices=("IfNeeded", "Never"),
+        default="IfNeeded",
+        help="reinvocationPolicy (IfNeeded: a second, no-op call per injected pod)",
+    )
+    hook.add_argument(
         "--webhook-scan-interval",
         metavar="DURATION",
         default="1m",
@@ -232,6 +238,7 @@ def run(args: argparse.Namespace) -> int:
         webhook_exclude_namespaces=("kube-system", *args.webhook_exclude_namespace),
         webhook_timeout=args.webhook_timeout,
         webhook_failure_policy=args.webhook_failure_policy,
+        webhook_reinvocation=args.webhook_reinvocation,
         webhook_scan_interval=scan,
         strict=args.strict,
     )

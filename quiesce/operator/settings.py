@@ -131,6 +131,11 @@ class OperatorSettings:
     """``Ignore`` (default: pods are created without the sidecar when the webhook is down,
     and the miss is counted) or ``Fail`` (pods are refused instead)."""
 
+    webhook_reinvocation: str = "IfNeeded"
+    """``reinvocationPolicy``: ``IfNeeded`` (default: a later webhook that adds
+    ``quiesce.dev/inject`` still gets the pod injected; costs a second, no-op call per
+    injected pod) or ``Never`` (one call per pod)."""
+
     webhook_scan_interval: float = 60.0
     """Seconds between scans for pods created without the sidecar while the webhook was
     unreachable (counted and reported). Default 60; 0 = no scan."""

@@ -259,7 +259,7 @@ def configuration_body(settings: settings_.OperatorSettings, ca_bundle: bytes) -
                 "matchPolicy": "Equivalent",
                 "sideEffects": "None",
                 "timeoutSeconds": settings.webhook_timeout,
-                "reinvocationPolicy": "IfNeeded",
+                "reinvocationPolicy": settings.webhook_reinvocation,
                 "namespaceSelector": namespace_selector(settings),
                 "objectSelector": {},
             }

@@ -25,6 +25,7 @@ def test_webhook_defaults_are_the_documented_ones() -> None:
     assert s.webhook_exclude_namespaces == ("kube-system",)
     assert s.webhook_timeout == 3 and s.webhook_failure_policy == "Ignore"
     assert s.webhook_scan_interval == 60
+    assert s.webhook_reinvocation == "IfNeeded"
 
 
 def test_the_operators_namespace_comes_from_the_pod_or_the_secret(
@@ -46,6 +47,7 @@ def test_the_cli_accepts_every_webhook_flag() -> None:
             "--webhook-cert-check", "10s", "--webhook-namespace-label", "",
             "--webhook-exclude-namespace", "monitoring", "--webhook-timeout", "5",
             "--webhook-failure-policy", "Fail", "--webhook-scan-interval", "0", "--strict",
+            "--webhook-reinvocation", "Never",
         ]
     )  # fmt: skip
     assert args.webhook and args.strict and args.webhook_cert_provided
