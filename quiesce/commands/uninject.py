@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         client.close()
+    for ref in report.restored:
+        print(f"restored {ref}")
     print(
         f"restored {len(report.restored)} workload(s)"
         + (f"; {len(report.failed)} failed: {'; '.join(report.failed)}" if report.failed else "")
