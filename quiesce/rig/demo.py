@@ -64,7 +64,7 @@ def run(
         finally:
             operator.stop()
     print()
-    print(report.table(results))
+    print(report.table([r.row() for r in results]))
     output.mkdir(parents=True, exist_ok=True)
     png = report.plot(results, output / "rollout.png")
     rollout.write_json(results, output / "rollout.json")

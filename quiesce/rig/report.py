@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from quiesce.rig import rollout
 
 
-def table(results: Sequence[rollout.RolloutResult]) -> str:
-    """A Markdown table, one row per (profile, policy)."""
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    """A Markdown table of :meth:`RolloutResult.row` dicts, one line per run."""
     lines = [
         "| LB profile | stop policy | failed / sent | failures by reason | p50 | p99 | max "
         "| pod termination median / max | rollout |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in results:
-        row = r.row()
+    for row in rows:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(row["reasons"].items())) or "-"
         lines.append(
-            f"| {r.profile} | {row['policy']} | {row['failed']:,} / {row['sent']:,} | {reasons} "
+            f"| {row['profile']} | {row['policy']} | {row['failed']:,} / {row['sent']:,} "
+            f"| {reasons} "
             f"| {row['p50_ms']:,} ms | {row['p99_ms']:,} ms | {row['max_ms']:,} ms "
             f"| {row['termination_median_s']} s / {row['termination_max_s']} s "
             f"| {row['rollout_s']} s |"

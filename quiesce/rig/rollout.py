@@ -80,6 +80,7 @@ class RolloutResult:
         terms = sorted(self.termination_seconds)
         return {
             "policy": self.policy,
+            "profile": self.profile,
             "sent": self.summary.sent,
             "failed": self.summary.failed,
             "reasons": self.summary.reasons,
@@ -369,4 +370,4 @@ def run_one(
 
 
 def write_json(results: list[RolloutResult], path: Path) -> None:
-    path.write_text(json.dumps([dict(r.row(), profile=r.profile) for r in results], indent=2))
+    path.write_text(json.dumps([r.row() for r in results], indent=2))
