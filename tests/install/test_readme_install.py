@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import sys
 
 import pytest
 
@@ -62,7 +63,13 @@ def test_every_command_of_the_section_is_one_this_test_runs_or_names() -> None:
     headings = ("With kubectl", "With Helm", "Build and push", "Uninstall")
     seen = [a for h in headings for a in commands(h)]
     assert {a[0] for a in seen} == {"kubectl", "helm", "docker", "quiesce"}
-    assert ["quiesce", "uninject", "--all"] in seen
+    assert [
+        "quiesce",
+        "uninject",
+        "--all",
+        "--stop-operator",
+        "quiesce-system/quiesce-operator",
+    ] in seen
 
 
 def test_install_with_kubectl_then_uninstall_as_the_readme_says(cluster: rig.Rig) -> None:
@@ -71,7 +78,22 @@ def test_install_with_kubectl_then_uninstall_as_the_readme_says(cluster: rig.Rig
         out = run(cluster, argv)
     assert "statefulset.apps/quiesce-operator" in out  # the `get` at the end
     uninstall = commands("Uninstall", block=1)
-    assert uninstall[0] == ["quiesce", "uninject", "--all"]
+    assert uninstall[0] == [
+        "quiesce",
+        "uninject",
+        "--all",
+        "--stop-operator",
+        "quiesce-system/quiesce-operator",
+    ]
+    # The real command: the operator's StatefulSet is scaled to 0, nothing is injected.
+    result = subprocess.run(
+        [sys.executable, "-m", *uninstall[0], f"--kubeconfig={cluster.kubeconfig}"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
     for argv in runnable(uninstall):
         run(cluster, argv)
     chartkit.wait_for(
