@@ -26,7 +26,11 @@ QUIET_AT_RATE = 2.0  # the adaptive quiet window at RATE over 3 pods: 1.0-1.8 s 
 
 
 def _report(result: scenarios.ScenarioResult | rollout.RolloutResult) -> str:
-    return json.dumps(result.row(), default=str)
+    """The row, and why each sidecar converged when it did (for the log of a failure)."""
+    row = result.row()
+    if isinstance(result, scenarios.ScenarioResult):
+        row["sidecars"] = result.details.get("sidecars")
+    return json.dumps(row, default=str)
 
 
 def _no_failures(result: scenarios.ScenarioResult | rollout.RolloutResult) -> None:
