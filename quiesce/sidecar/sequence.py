@@ -516,7 +516,12 @@ class Sidecar:
             return None
         own = signals.own_container_ids(self.settings.proc_root)
         ids = [cid for cid in ids if cid not in own]
-        return [(cid, signals.main_process(cid, self.settings.proc_root)) for cid in ids]
+        found = [(cid, signals.main_process(cid, self.settings.proc_root)) for cid in ids]
+        if all(proc is None for _, proc in found) and not signals.others_visible(
+            self.settings.proc_root
+        ):
+            return None  # no shared PID namespace: the app is out of sight, not gone
+        return found
 
     async def _signal(self, tl: Timeline, deadline: float, facts: PodFacts | None) -> _Signalled:
         plan = self.settings.plan
@@ -552,8 +557,9 @@ class Sidecar:
                 tl.end(phase, "failed")
                 tl.error(
                     "signal",
-                    "the app's process cannot be found: no container IDs "
-                    "(pod status unreadable and QUIESCE_APP_CONTAINER_IDS unset)",
+                    "the app's process cannot be found: no container IDs (pod status "
+                    "unreadable and QUIESCE_APP_CONTAINER_IDS unset), or no process of "
+                    "another container is visible (shareProcessNamespace is off)",
                 )
             else:
                 sent = []

@@ -75,6 +75,23 @@ def own_container_ids(proc_root: str = "/proc") -> frozenset[str]:
     return frozenset(_HEX_ID.findall(text))
 
 
+def others_visible(proc_root: str = "/proc") -> bool:
+    """Whether any process outside our own container is visible.
+
+    Without ``shareProcessNamespace`` a container sees only its own processes:
+    then an app container with no visible process is unknown, not gone.
+    """
+    own = own_container_ids(proc_root)
+    if not own:
+        return True  # not in a container we can tell apart: everything is visible
+    for entry in os.listdir(proc_root):
+        if entry.isdigit():
+            cgroup = _read(f"{proc_root}/{entry}/cgroup")
+            if cgroup is not None and not any(cid in cgroup for cid in own):
+                return True
+    return False
+
+
 def processes_of(container_id: str, proc_root: str = "/proc") -> dict[int, int]:
     """pid -> ppid of every process whose cgroup path names ``container_id``."""
     found: dict[int, int] = {}

@@ -77,3 +77,16 @@ def test_send_and_alive_on_a_real_process(container: Make, tmp_path: Path) -> No
 
 def test_own_container_ids_reads_our_cgroup() -> None:
     assert isinstance(signals.own_container_ids(), frozenset)
+
+
+def test_without_a_shared_pid_namespace_the_app_is_unknown_not_gone(tmp_path: Path) -> None:
+    """A container that sees only its own processes cannot tell that the app exited."""
+    own = "a" * 64
+    for pid in (1, 7):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "cgroup").write_text(f"0::/kubepods/pod1/{own}\n")
+    (tmp_path / "self").symlink_to(tmp_path / "7")
+    assert not signals.others_visible(str(tmp_path))
+    (tmp_path / "9").mkdir()
+    (tmp_path / "9" / "cgroup").write_text(f"0::/kubepods/pod1/{'b' * 64}\n")
+    assert signals.others_visible(str(tmp_path))
