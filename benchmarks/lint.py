@@ -132,17 +132,6 @@ def best(runs: int, fn: Callable[[], object]) -> float:
     return min(times)
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=10_000)
@@ -175,7 +164,7 @@ def main() -> int:
             f" {args.objects:,} objects ({len(text) / 1e6:.1f} MB of YAML, one stream),"
             f" {len(report.findings):,} findings; best of {args.repeat}.",
             "",
-            f"- machine: {len(os.sched_getaffinity(0))} CPUs (nproc), {cpu_model()};"
+            f"- machine: {len(os.sched_getaffinity(0))} CPUs (nproc), {docs_report.cpu_model()};"
             f" Python {platform.python_version()}, PyYAML"
             f" {yaml.__version__} ({'libyaml' if yaml.__with_libyaml__ else 'pure Python'});"
             f" load average {load:.1f} at the start (other builds share the CPUs)",

@@ -146,17 +146,6 @@ def injected_count(api: kubeapi.ApiClient) -> int:
     )
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=1000)
@@ -246,7 +235,7 @@ def main() -> int:
             " controller-manager and scheduler niced; pods are bound but never run);"
             " the real `quiesce operator` subprocess with default settings (8 write workers).",
             "",
-            f"- machine: {len(os.sched_getaffinity(0))} CPUs (nproc), {cpu_model()};"
+            f"- machine: {len(os.sched_getaffinity(0))} CPUs (nproc), {docs_report.cpu_model()};"
             f" Python {platform.python_version()}; load average {load:.1f} at the start"
             " (other engineers' builds and tests share the CPUs)",
             "",

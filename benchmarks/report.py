@@ -11,16 +11,19 @@ from pathlib import Path
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
-def machine() -> str:
-    """One line naming the machine: cores, CPU model, Python, load at the start."""
-    model = "unknown CPU"
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine() -> str:
+    """One line naming the machine: cores, CPU model, Python, load at the start."""
+    model = cpu_model()
     load = os.getloadavg()[0]
     return (
         f"{os.cpu_count()} CPUs (nproc), {model}; Python {platform.python_version()}; "

@@ -143,6 +143,16 @@ async def run(
         return list(await asyncio.gather(*tasks))
 
 
+def command(
+    url: str, *, rate: float, duration: float, out: Path, timeout: float = 10.0
+) -> list[str]:
+    """The argv that runs this generator (in a namespace: wrap it with ``Namespace.popen``)."""
+    return [
+        sys.executable, "-m", "quiesce.rig.loadgen", "--url", url, "--rate", str(rate),
+        "--duration", str(duration), "--timeout", str(timeout), "--out", str(out),
+    ]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", required=True)

@@ -298,21 +298,7 @@ def run_one(
         progress(f"{policy.describe()}: 3 pods ready and behind HAProxy; rolling them under load")
         out = r.workdir / f"load-{n}-{policy.name}.jsonl"
         gen = r.network.client.popen(
-            [
-                sys.executable,
-                "-m",
-                "quiesce.rig.loadgen",
-                "--url",
-                lb.url,
-                "--rate",
-                str(rate),
-                "--duration",
-                str(max_seconds),
-                "--timeout",
-                "10",
-                "--out",
-                str(out),
-            ],
+            loadgen.command(lb.url, rate=rate, duration=max_seconds, out=out),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -19,7 +19,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -241,21 +240,7 @@ def under_load(
     r = w.rig
     out = r.workdir / f"load-{w.namespace}.jsonl"
     gen = r.network.client.popen(
-        [
-            sys.executable,
-            "-m",
-            "quiesce.rig.loadgen",
-            "--url",
-            w.lb.url,
-            "--rate",
-            str(rate),
-            "--duration",
-            str(max_seconds),
-            "--timeout",
-            "10",
-            "--out",
-            str(out),
-        ],
+        loadgen.command(w.lb.url, rate=rate, duration=max_seconds, out=out),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

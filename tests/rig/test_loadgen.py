@@ -55,21 +55,7 @@ def test_a_pod_vanishing_under_load_shows_up_as_failures_and_slow_requests(
         time.sleep(0.2)
     out = tmp_path / "results.jsonl"
     gen = rig_instance.network.client.popen(
-        [
-            sys.executable,
-            "-m",
-            "quiesce.rig.loadgen",
-            "--url",
-            lb.url,
-            "--rate",
-            "40",
-            "--duration",
-            "6",
-            "--timeout",
-            "5",
-            "--out",
-            str(out),
-        ],
+        loadgen.command(lb.url, rate=40, duration=6, out=out, timeout=5),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

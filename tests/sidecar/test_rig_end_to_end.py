@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from quiesce.rig import haproxy, network, process, rig
+from quiesce.rig import haproxy, loadgen, network, process, rig
 
 from .helpers import APP, FakeContainer, make_plan, read_events, wait_for, wall
 
@@ -176,21 +176,7 @@ def start_load(
     rig_instance: rig.Rig, lb: haproxy.HAProxy, out: Path, *, rate: float, duration: float
 ) -> subprocess.Popen[str]:
     return rig_instance.network.client.popen(
-        [
-            sys.executable,
-            "-m",
-            "quiesce.rig.loadgen",
-            "--url",
-            lb.url,
-            "--rate",
-            str(rate),
-            "--duration",
-            str(duration),
-            "--timeout",
-            "10",
-            "--out",
-            str(out),
-        ],
+        loadgen.command(lb.url, rate=rate, duration=duration, out=out),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
