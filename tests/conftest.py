@@ -75,3 +75,13 @@ def pod_sandbox(rig_network: network.RigNetwork) -> Iterator[Callable[[str], net
     for sandbox in made:
         if sandbox.name in rig_network.namespaces:
             sandbox.remove()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run tests/install first: they need a cluster with no quiesce installed yet.
+
+    Later tests (operator, webhook, e2e) leave quiesce's namespace and cluster-wide
+    RBAC on the shared rig; the install tests compare the cluster before and after
+    an install, so they go before anything else touches it.
+    """
+    items.sort(key=lambda item: 0 if "/tests/install/" in str(item.path) else 1)

@@ -219,6 +219,37 @@ SIDECAR_CLUSTER_ROLE = (
 )
 
 
+def ready_addresses(pods: list[dict[str, Any]], *, injected: bool) -> set[str]:
+    """``ip:port`` of the app in every ready pod (not terminating) of the wanted kind."""
+    addresses = set()
+    for pod in pods:
+        if _ready_pods([pod], injected=injected) and pod.get("status", {}).get("podIP"):
+            addresses.add(f"{pod['status']['podIP']}:{APP_PORT}")
+    return addresses
+
+
+def wait_for_lb(
+    lb: haproxy.HAProxy,
+    pods: Callable[[], list[dict[str, Any]]],
+    *,
+    count: int,
+    injected: bool,
+    timeout: float,
+) -> None:
+    """Until HAProxy serves exactly the ``count`` ready pods and nothing else.
+
+    Counting its servers is not enough: right after the operator's first
+    injection the replaced, uninjected pods may still sit in HAProxy (until its
+    next resolution), and load started then would fail on them.
+    """
+
+    def settled() -> bool:
+        wanted = ready_addresses(pods(), injected=injected)
+        return len(wanted) == count and lb.active_servers() == wanted
+
+    _wait(f"HAProxy to serve exactly the {count} ready pods", settled, timeout)
+
+
 def start_operator(r: rig.Rig, *, namespaces: str = "ro-*") -> process.ManagedProcess:
     """The real ``quiesce operator``, configured for the rig's Consul agent.
 
@@ -294,7 +325,7 @@ def run_one(
             lambda: _ready_pods(watch.poll(), injected=policy.quiesce) == 3,
             180,
         )
-        _wait("HAProxy to discover all 3 pods", lambda: len(lb.active_servers()) == 3, 60)
+        wait_for_lb(lb, watch.poll, count=3, injected=policy.quiesce, timeout=60)
         progress(f"{policy.describe()}: 3 pods ready and behind HAProxy; rolling them under load")
         out = r.workdir / f"load-{n}-{policy.name}.jsonl"
         gen = r.network.client.popen(

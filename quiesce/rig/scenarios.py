@@ -125,10 +125,12 @@ class Workload:
             lambda: rollout._ready_pods(self.pods(), injected=self.policy.quiesce) == self.replicas,
             timeout,
         )
-        rollout._wait(
-            f"HAProxy to discover all {self.replicas} pods",
-            lambda: len(lb.active_servers()) == self.replicas,
-            max(60, self.profile.discovery_interval * 4),
+        rollout.wait_for_lb(
+            lb,
+            self.pods,
+            count=self.replicas,
+            injected=self.policy.quiesce,
+            timeout=max(60, self.profile.discovery_interval * 4),
         )
         return self
 

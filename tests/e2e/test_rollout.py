@@ -21,7 +21,7 @@ PROFILE = haproxy.Profile(discovery_interval=DISCOVERY)
 
 @pytest.fixture(scope="module")
 def operator(rig_instance: rig.Rig) -> Iterator[process.ManagedProcess]:
-    rig_instance.start_node_agent()
+    rig_instance.start_node_agent(backoff=1.0)  # same as tests/nodeagent: one agent per session
     op = rollout.start_operator(rig_instance)
     yield op
     op.stop()

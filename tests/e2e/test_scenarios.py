@@ -40,7 +40,7 @@ def _no_failures(result: scenarios.ScenarioResult | rollout.RolloutResult) -> No
 
 @pytest.fixture(scope="module")
 def operator(rig_instance: rig.Rig) -> Iterator[process.ManagedProcess]:
-    rig_instance.start_node_agent()
+    rig_instance.start_node_agent(backoff=1.0)  # same as tests/nodeagent: one agent per session
     op = rollout.start_operator(rig_instance)
     yield op
     op.stop()
