@@ -42,17 +42,33 @@ RUNTIME: Final = "rig"
 
 # Positional args: $1 cgroup dir, $2 working dir, $3 "proc" to mount /proc
 # (joining a shared PID namespace), $4 number of mounts, then per mount
-# source, target, "ro"|"rw"; then argv. Missing mount points are created.
+# source, target, "ro"|"rw" (parents before children); then argv. Missing
+# mount points are created. Every source is first bound into a private staging
+# tmpfs, so no mount (a volume at /tmp, say) can hide a later mount's source.
 _LAUNCH: Final = """
 cg=$1; wd=$2; proc=$3; n=$4; shift 4
 if [ "$proc" = proc ]; then mount -t proc proc /proc || exit 126; fi
+stage=/run/.quiesce-stage
+mkdir -p "$stage" && mount -t tmpfs -o size=1m,mode=700 stage "$stage" || exit 126
+i=0
+for a in "$@"; do
+  [ "$i" -ge "$((n * 3))" ] && break
+  case $((i % 3)) in
+    0) src=$a ;;
+    1) k=$((i / 3))
+       if [ -d "$src" ]; then mkdir "$stage/$k"; else : > "$stage/$k"; fi
+       mount --bind "$src" "$stage/$k" || exit 126 ;;
+  esac
+  i=$((i + 1))
+done
 i=0
 while [ "$i" -lt "$n" ]; do
-  src=$1; dst=$2; mode=$3; shift 3; i=$((i + 1))
-  if [ -d "$src" ]; then mkdir -p "$dst"
+  dst=$2; mode=$3; shift 3
+  if [ -d "$stage/$i" ]; then mkdir -p "$dst"
   else mkdir -p "$(dirname "$dst")"; [ -e "$dst" ] || : > "$dst"; fi
-  mount --bind "$src" "$dst" || exit 126
+  mount --bind "$stage/$i" "$dst" || exit 126
   if [ "$mode" = ro ]; then mount -o remount,bind,ro "$dst" || exit 126; fi
+  i=$((i + 1))
 done
 echo 0 > "$cg/cgroup.procs" || exit 126
 cd "$wd" || exit 126
@@ -288,7 +304,7 @@ class Sandbox:
         cgroup.mkdir()
         full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
         mount_args: list[str] = []
-        for m in mounts:
+        for m in mount_order(mounts):
             mount_args += [str(m.source), m.target, "ro" if m.read_only else "rw"]
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(log_file, "ab") as out:
@@ -434,3 +450,12 @@ class MountPoints:
 def prepare_host() -> None:
     """The cgroup root must exist."""
     CGROUP_ROOT.mkdir(parents=True, exist_ok=True)
+
+
+def mount_order(mounts: Sequence[Mount]) -> list[Mount]:
+    """Parents before children (``/etc`` before ``/etc/app``), as the kubelet mounts.
+
+    Sources cannot be hidden by a mount any more: the launcher binds every
+    source into a private staging tmpfs first.
+    """
+    return sorted(mounts, key=lambda m: len(Path(m.target).parts))
