@@ -13,11 +13,31 @@ Tokens and contents are not refreshed.
 from __future__ import annotations
 
 import base64
+import logging
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import quiesce
 from quiesce.rig.nodeagent import envvars, runtime
+
+log = logging.getLogger(__name__)
+
+# The "image" of every rig container is this machine's file system: the venv and
+# the quiesce checkout must stay visible. A volume mounted over one of them (an
+# emptyDir at /tmp while the checkout lives under /tmp) would hide the program
+# itself, so such a mount is skipped and logged (docs/node-agent.md, differences).
+PROTECTED: tuple[Path, ...] = tuple(
+    {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(),
+     Path(quiesce.__file__).resolve().parents[1]}
+)  # fmt: skip
+
+
+def hides_the_rig(target: str) -> bool:
+    t = Path(target)
+    return any(p == t or t in p.parents for p in PROTECTED)
+
 
 Lookup = Callable[[str, str], Awaitable[dict[str, Any] | None]]
 TokenRequest = Callable[[str, str | None, int], Awaitable[str]]
@@ -164,6 +184,12 @@ def mounts_for(container: Mapping[str, Any], volumes: Mapping[str, Path]) -> lis
             source = source / vm["subPath"]
             if not source.exists():
                 source.mkdir(parents=True)
+        if hides_the_rig(vm["mountPath"]):
+            log.warning(
+                "volumeMount %s at %s skipped: it would hide the rig's own programs (%s)",
+                vm["name"], vm["mountPath"], ", ".join(map(str, PROTECTED)),
+            )  # fmt: skip
+            continue
         mounts.append(
             runtime.Mount(source=source, target=vm["mountPath"], read_only=bool(vm.get("readOnly")))
         )
