@@ -148,6 +148,27 @@ class Rig:
             raise errors.RigError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result
 
+    def service_account_kubeconfig(self, namespace: str, name: str, path: Path) -> Path:
+        """A kubeconfig that acts as a service account (a TokenRequest token, 3 h).
+
+        Tests run the operator under its shipped RBAC this way, so a missing rule fails.
+        """
+        token = self.kubectl(
+            "create", "token", name, "-n", namespace, "--duration=3h"
+        ).stdout.strip()  # fmt: skip
+        admin = json.loads(self.kubeconfig.read_text())
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": admin["clusters"],
+            "users": [{"name": name, "user": {"token": token}}],
+            "contexts": [{"name": "rig", "context": {"cluster": "rig", "user": name}}],
+            "current-context": "rig",
+        }
+        path.write_text(json.dumps(config))
+        path.chmod(0o600)
+        return path
+
     def load_balancer(
         self, service: str, profile: haproxy.Profile | None = None, *, port: int = 8080
     ) -> haproxy.HAProxy:

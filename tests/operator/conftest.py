@@ -10,7 +10,6 @@ share an object.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -45,22 +44,9 @@ def operator_kubeconfig(cluster: Cluster, operator_logs: Path) -> Path:
         "wait", "--for=condition=Established", "--timeout=30s",
         "crd/clusterkopfpeerings.kopf.dev", "crd/kopfpeerings.kopf.dev",
     )  # fmt: skip
-    token = cluster.kubectl(
-        "create", "token", "quiesce-operator", "-n", "quiesce-system", "--duration=3h"
-    ).strip()
-    admin = json.loads(cluster.rig.kubeconfig.read_text())
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": admin["clusters"],
-        "users": [{"name": "quiesce-operator", "user": {"token": token}}],
-        "contexts": [{"name": "rig", "context": {"cluster": "rig", "user": "quiesce-operator"}}],
-        "current-context": "rig",
-    }
-    path = operator_logs / "operator.kubeconfig"
-    path.write_text(json.dumps(config))
-    path.chmod(0o600)
-    return path
+    return cluster.rig.service_account_kubeconfig(
+        "quiesce-system", "quiesce-operator", operator_logs / "operator.kubeconfig"
+    )
 
 
 @pytest.fixture(scope="session")
