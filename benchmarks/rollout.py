@@ -99,8 +99,10 @@ def section(args: argparse.Namespace, rows: list[dict[str, Any]], minutes: float
         "- app: registers itself in Consul when listening (HTTP check every 1 s, "
         "DeregisterCriticalServiceAfter 10 s), deregisters itself on SIGTERM, then closes idle "
         "keep-alive connections and finishes in-flight requests (Spring Cloud Consul's behaviour)",
-        f'- quiesce: `quiesce.dev/inject: "true"` and `converge-max` = 2 x lag + 2 s '
-        f"({rollout.ceiling(args.lag):g} s here); every other annotation at its default",
+        f'- quiesce: `quiesce.dev/inject: "true"` and `converge-max` = HAProxy\'s worst-case lag '
+        "(interval + resolve_retries x timeout retry + hold valid + 1 s = "
+        f"{rollout.ceiling(haproxy.Profile(discovery_interval=args.lag)):g} s here); "
+        "every other annotation at its default",
         "- HAProxy: connect timeout 3 s, server timeout 30 s, retries 3",
         "",
         f"Discovery every {args.lag:g} s, configurations interleaved, quiesce repeated "
@@ -175,7 +177,7 @@ def main() -> int:
                         run.profile,
                         rate=run.rate,
                         min_requests=run.min_requests,
-                        converge_max=rollout.ceiling(run.profile.discovery_interval),
+                        converge_max=rollout.ceiling(run.profile),
                         progress=say,
                     )
                     row = dict(

@@ -53,7 +53,7 @@ def run(
                     policy,
                     profile,
                     rate=rate,
-                    converge_max=rollout.ceiling(discovery_interval),
+                    converge_max=rollout.ceiling(profile),
                     progress=_say,
                 )
                 _say(

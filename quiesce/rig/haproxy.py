@@ -30,6 +30,23 @@ class Profile:
     connect_timeout: float = 3.0
     server_timeout: float = 30.0
     slots: int = 10
+    resolve_retries: int = 3
+    retry_timeout: float = 1.0
+
+    @property
+    def worst_case_lag(self) -> float:
+        """The longest a deregistered server can keep receiving requests.
+
+        The next resolution comes after ``timeout resolve`` (the interval); when
+        that query times out (``resolve_retries`` x ``timeout retry``), HAProxy
+        keeps the last good answer for ``hold valid`` (the interval again) until a
+        query succeeds; plus 1 s for HAProxy to apply it. Measured: 13 s at a 5 s
+        interval on a loaded machine, which 2 x interval + 2 s did not cover.
+        This is quiesce's ``converge-max`` in every rig scenario: the user's LB's
+        worst case, which they know from its configuration.
+        """
+        interval = self.discovery_interval
+        return interval + self.resolve_retries * self.retry_timeout + interval + 1.0
 
     def describe(self) -> str:
         return (
@@ -54,9 +71,9 @@ global
 resolvers consul
     nameserver consul {dns}
     accepted_payload_size 8192
-    resolve_retries 3
+    resolve_retries {profile.resolve_retries}
     timeout resolve {_ms(profile.discovery_interval)}
-    timeout retry 1s
+    timeout retry {_ms(profile.retry_timeout)}
     hold valid {_ms(profile.discovery_interval)}
     hold obsolete 0s
 

@@ -60,9 +60,9 @@ def policies(discovery_interval: float) -> list[StopPolicy]:
     ]
 
 
-def ceiling(discovery_interval: float) -> float:
-    """quiesce's converge-max for a given LB lag: the user knows their LB's worst case."""
-    return discovery_interval * 2 + 2
+def ceiling(profile: haproxy.Profile) -> float:
+    """quiesce's converge-max for a load balancer: its worst-case lag, which the user knows."""
+    return profile.worst_case_lag
 
 
 @dataclasses.dataclass

@@ -87,11 +87,7 @@ class Workload:
         self.profile = profile
         self.policy = policy
         self.groups = tuple(groups)
-        self.converge_max = (
-            converge_max
-            if converge_max is not None
-            else rollout.ceiling(profile.discovery_interval)
-        )
+        self.converge_max = converge_max if converge_max is not None else rollout.ceiling(profile)
         n = next(rollout._runs)  # shared with run_one: HAProxy ports 9000+n never clash
         self.namespace, self.service, self.port = f"ro-{n}-{label}", f"web{n}", 9000 + n
         self.watch = rollout.PodWatch(r, self.namespace)

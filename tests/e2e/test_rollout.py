@@ -35,7 +35,7 @@ def test_without_a_hook_a_rollout_drops_requests(
     rig_instance: rig.Rig, operator: process.ManagedProcess
 ) -> None:
     result = rollout.run_one(
-        rig_instance, _policy("no-hook"), PROFILE, rate=40, converge_max=rollout.ceiling(DISCOVERY)
+        rig_instance, _policy("no-hook"), PROFILE, rate=40, converge_max=rollout.ceiling(PROFILE)
     )
     assert result.summary.sent >= 200
     assert result.summary.failed >= 1, result.row()
@@ -44,7 +44,7 @@ def test_without_a_hook_a_rollout_drops_requests(
 def test_with_quiesce_a_rollout_drops_nothing_and_each_pod_stops_within_its_budget(
     rig_instance: rig.Rig, operator: process.ManagedProcess
 ) -> None:
-    ceiling = rollout.ceiling(DISCOVERY)
+    ceiling = rollout.ceiling(PROFILE)
     result = rollout.run_one(
         rig_instance, _policy("quiesce"), PROFILE, rate=40, converge_max=ceiling
     )

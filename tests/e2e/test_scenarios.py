@@ -17,8 +17,8 @@ from quiesce.rig import haproxy, process, rig, rollout, scenarios
 
 DISCOVERY = 5.0
 PROFILE = haproxy.Profile(discovery_interval=DISCOVERY)
-CEILING = rollout.ceiling(DISCOVERY)  # converge-max 12 s
-# The plan's grace: deregister-timeout 5 s + converge-max 12 s + margin 10 s.
+CEILING = rollout.ceiling(PROFILE)  # converge-max 14 s
+# The plan's grace: deregister-timeout 5 s + converge-max 14 s + margin 10 s.
 GRACE = 5 + CEILING + 10
 LONGEST_REQUEST = 0.5  # the load asks for 10-500 ms
 RATE = 30
@@ -186,10 +186,10 @@ def test_discovery_lag_drops_nothing_and_bounds_each_pod(
     # which ends when the LB has let go (HAProxy's effective lag measured up to
     # ~0.7 s past its interval) and stayed quiet for the adaptive window
     # (ln(1000)/λ: 1.0-1.8 s at this rate), never before the 2 s floor and never
-    # after the ceiling (2 lag + 2 s, which decides at lag 1); then the app drains
+    # after the ceiling (HAProxy's worst case, 2 lag + 4 s); then the app drains
     # its longest request; then the node's bookkeeping (the native sidecar's exit,
     # sandbox, API delete: 0.1-2.4 s measured on 2 shared cores) and this test's
     # polling.
-    converge = min(rollout.ceiling(lag), max(2.0, lag + 1.0 + QUIET_AT_RATE))
+    converge = min(rollout.ceiling(profile), max(2.0, lag + 1.0 + QUIET_AT_RATE))
     bound = 1.0 + converge + LONGEST_REQUEST + 3.0
     assert max(result.termination_seconds.values()) <= bound, result.row()
