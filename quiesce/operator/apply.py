@@ -156,7 +156,11 @@ class Client:
         return result
 
     def bind_service_account(self, namespace: str, service_account: str) -> None:
-        body = rbac.role_binding(namespace, service_account)
+        """Apply the sidecar's RoleBinding, owned by the ClusterRole as it is now."""
+        role = self.request(
+            "GET", f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{rbac.CLUSTER_ROLE}"
+        )
+        body = rbac.role_binding(namespace, service_account, role_uid=role["metadata"]["uid"])
         path = (
             f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings/"
             f"{body['metadata']['name']}"

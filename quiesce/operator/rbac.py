@@ -4,7 +4,10 @@ The sidecar runs as the workload's service account; the operator binds that
 account, in each namespace it injects into, to the shipped ClusterRole
 ``quiesce-sidecar`` (``manifests/rbac/sidecar-clusterrole.yaml``). Bindings are
 never removed on un-injection: other workloads of the namespace may share the
-service account, and a binding to a read-only role is harmless.
+service account, and a binding to a read-only role is harmless. Each binding is
+owned by that ClusterRole (an ownerReference by uid), so uninstalling quiesce,
+which deletes the ClusterRole, lets Kubernetes' garbage collector remove every
+binding with it: no list-and-delete rights on RoleBindings are needed.
 """
 
 from __future__ import annotations
@@ -25,8 +28,12 @@ def binding_name(service_account: str) -> str:
     return f"{name[:242]}-{digest}"
 
 
-def role_binding(namespace: str, service_account: str) -> dict[str, Any]:
-    """The apply configuration of the binding (server-side apply, field manager quiesce)."""
+def role_binding(namespace: str, service_account: str, *, role_uid: str) -> dict[str, Any]:
+    """The apply configuration of the binding (server-side apply, field manager quiesce).
+
+    ``role_uid`` is the ClusterRole's current uid: an owner whose uid does not match
+    counts as gone, and the garbage collector would delete the binding at once.
+    """
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
@@ -34,6 +41,14 @@ def role_binding(namespace: str, service_account: str) -> dict[str, Any]:
             "name": binding_name(service_account),
             "namespace": namespace,
             "labels": {"app.kubernetes.io/managed-by": MANAGED_BY},
+            "ownerReferences": [
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRole",
+                    "name": CLUSTER_ROLE,
+                    "uid": role_uid,
+                }
+            ],
         },
         "roleRef": {
             "apiGroup": "rbac.authorization.k8s.io",

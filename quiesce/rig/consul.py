@@ -1,10 +1,13 @@
 """A real Consul agent in dev mode, listening on the rig's bridge address.
 
-Pods reach it as they reach a node-local Consul agent. HTTP and DNS ports are
-picked free at start; every other port is pinned to a free one too, so two
-rigs run side by side. Consul 1.14.11 is the last MPL-2.0 release buildable
-from its own module (see README, "Test rig"); the agent and catalog endpoints
-quiesce uses are unchanged in current Consul.
+Pods reach it as they reach a node-local Consul agent: HTTP on the agent's
+standard port 8500 of the node's address (each rig has its own bridge address,
+so rigs side by side do not clash), so ``http://$(HOST_IP):8500``, the chart's
+default, works on the rig as on a real node; a free port when 8500 is taken
+there. DNS and every other port are picked free at start. Consul 1.14.11 is
+the last MPL-2.0 release buildable from its own module (see README, "Test
+rig"); the agent and catalog endpoints quiesce uses are unchanged in current
+Consul.
 """
 
 from __future__ import annotations
@@ -59,8 +62,16 @@ class ConsulAgent:
         self.proc.stop()
 
 
+#: The Consul agent's standard HTTP port: what a pod finds on its node.
+STANDARD_HTTP_PORT = 8500
+
+
 def start(workdir: Path, *, address: str, node_name: str, timeout: float = 30.0) -> ConsulAgent:
-    http_port = process.free_port(address)
+    http_port = (
+        STANDARD_HTTP_PORT
+        if process.port_free(address, STANDARD_HTTP_PORT)
+        else process.free_port(address)
+    )
     dns_port = process.free_port(address)
     ports = {
         "http": http_port,

@@ -111,14 +111,21 @@ def free_port(address: str) -> int:
         return int(s.getsockname()[1])
 
 
-def ensure_port_free(component: str, address: str, port: int) -> None:
-    """Fail clearly, naming the component, when a wanted port is taken."""
+def port_free(address: str, port: int) -> bool:
+    """Whether ``address:port`` can be bound right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((address, port))
-        except OSError as exc:
-            raise errors.PortInUse(component, address, port) from exc
+        except OSError:
+            return False
+        return True
+
+
+def ensure_port_free(component: str, address: str, port: int) -> None:
+    """Fail clearly, naming the component, when a wanted port is taken."""
+    if not port_free(address, port):
+        raise errors.PortInUse(component, address, port)
 
 
 def tcp_open(address: str, port: int, timeout: float = 0.5) -> bool:

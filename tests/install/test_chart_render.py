@@ -96,8 +96,6 @@ def test_quiesce_plan_with_the_charts_configuration_predicts_the_operator(tmp_pa
 
 def test_operator_rbac_is_the_same_as_manifests_rbac() -> None:
     shipped = chartkit.MANIFESTS / "rbac" / "operator.yaml"
-    if not shipped.exists():
-        pytest.skip("manifests/rbac/operator.yaml is not there yet (owned with the operator)")
     docs = chartkit.documents(chartkit.template())
     ours = chartkit.find(docs, "ClusterRole", "quiesce-operator")
     theirs = chartkit.find(chartkit.documents(shipped.read_text()), "ClusterRole")
@@ -114,9 +112,8 @@ def test_sidecar_clusterrole_reads_endpointslices_and_pods_only() -> None:
         ("", "pods", "get", "*"),
     }
     shipped = chartkit.MANIFESTS / "rbac" / "sidecar-clusterrole.yaml"
-    if shipped.exists():
-        theirs = chartkit.find(chartkit.documents(shipped.read_text()), "ClusterRole")
-        assert chartkit.rules(role) == chartkit.rules(theirs)
+    theirs = chartkit.find(chartkit.documents(shipped.read_text()), "ClusterRole")
+    assert chartkit.rules(role) == chartkit.rules(theirs)
     # Nothing binds it cluster-wide: the operator binds it per namespace.
     assert not [
         d for d in docs if d["kind"] == "ClusterRoleBinding"

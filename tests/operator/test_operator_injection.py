@@ -96,6 +96,14 @@ def test_an_applied_deployment_gets_exactly_what_quiesce_plan_predicts(
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "default", "namespace": namespace}
     ]
+    # ... owned by the ClusterRole, so deleting it (uninstalling) collects the binding.
+    role = cluster.api.get("/apis/rbac.authorization.k8s.io/v1/clusterroles/quiesce-sidecar")
+    (owner,) = binding["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == (
+        "ClusterRole",
+        "quiesce-sidecar",
+        role["metadata"]["uid"],
+    )
     reasons = [e["reason"] for e in cluster.events(namespace, "web")]
     assert reasons.count("Injected") == 1
 

@@ -108,6 +108,6 @@ def test_role_binding_names_stay_valid() -> None:
     assert rbac.binding_name("default") == "quiesce-sidecar-default"
     long = rbac.binding_name("x" * 300)
     assert len(long) <= 253 and long.startswith("quiesce-sidecar-")
-    binding = rbac.role_binding("shop", "web")
+    binding = rbac.role_binding("shop", "web", role_uid="u-1")
     assert binding["roleRef"]["name"] == rbac.CLUSTER_ROLE == "quiesce-sidecar"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "web", "namespace": "shop"}]
