@@ -26,9 +26,12 @@ _failed = False
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Note any failure (rig logs are kept then) and each phase's report on the item
+    (``item.rep_call``: fixtures keep an operator's log when its test failed)."""
     global _failed
     outcome = yield
     report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
     if report.failed:
         _failed = True
 
@@ -45,6 +48,14 @@ def rig_instance() -> Iterator[rig.Rig]:
         shutil.rmtree(workdir, ignore_errors=True)
     else:
         print(f"\nrig logs kept in {workdir}/logs")
+
+
+@pytest.fixture(scope="session")
+def agent_rig(rig_instance: rig.Rig) -> rig.Rig:
+    """The session rig with its node agent running (restart back-off 1 s for speed): one
+    agent for the whole session, whichever test starts it first."""
+    rig_instance.start_node_agent(backoff=1.0)
+    return rig_instance
 
 
 @pytest.fixture(scope="session")

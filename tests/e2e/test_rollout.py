@@ -9,22 +9,10 @@ the >= 10,000-request bar), with the same assertions on the outcome.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from quiesce.rig import haproxy, process, rig, rollout
 
 DISCOVERY = 5.0
 PROFILE = haproxy.Profile(discovery_interval=DISCOVERY)
-
-
-@pytest.fixture(scope="module")
-def operator(rig_instance: rig.Rig) -> Iterator[process.ManagedProcess]:
-    rig_instance.start_node_agent(backoff=1.0)  # same as tests/nodeagent: one agent per session
-    op = rollout.start_operator(rig_instance)
-    yield op
-    op.stop()
 
 
 def _policy(name: str) -> rollout.StopPolicy:

@@ -9,7 +9,6 @@ request sent to a pod that is gone fails visibly. Numbers: docs/scenarios.md.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -36,14 +35,6 @@ def _report(result: scenarios.ScenarioResult | rollout.RolloutResult) -> str:
 def _no_failures(result: scenarios.ScenarioResult | rollout.RolloutResult) -> None:
     summary = result.summary
     assert summary.failed == 0, [str(f) for f in result.failures[:20]]
-
-
-@pytest.fixture(scope="module")
-def operator(rig_instance: rig.Rig) -> Iterator[process.ManagedProcess]:
-    rig_instance.start_node_agent(backoff=1.0)  # same as tests/nodeagent: one agent per session
-    op = rollout.start_operator(rig_instance)
-    yield op
-    op.stop()
 
 
 def test_scale_down_3_to_1_under_load_drops_nothing(

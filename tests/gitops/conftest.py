@@ -51,10 +51,3 @@ def webhook_namespace(
     cluster.kubectl("label", "namespace", name, f"{WEBHOOK_LABEL}=gitops")
     yield name
     next(iterator, None)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    setattr(item, f"rep_{report.when}", report)

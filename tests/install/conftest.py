@@ -95,9 +95,8 @@ def cluster(rig_instance: rig.Rig) -> Iterator[rig.Rig]:
 
 
 @pytest.fixture
-def running_cluster(rig_instance: rig.Rig) -> Iterator[rig.Rig]:
+def running_cluster(agent_rig: rig.Rig) -> Iterator[rig.Rig]:
     """The rig with no quiesce installed and its node agent running: pods run, as local
     processes (the chart's image is this checkout's ``quiesce``)."""
-    with _without_quiesce(rig_instance):
-        rig_instance.start_node_agent(backoff=1.0)  # same as tests/nodeagent: one agent per session
-        yield rig_instance
+    with _without_quiesce(agent_rig):
+        yield agent_rig

@@ -20,13 +20,6 @@ from .helpers import Cluster
 _names = itertools.count(1)
 
 
-@pytest.fixture(scope="session")
-def agent_rig(rig_instance: rig.Rig) -> rig.Rig:
-    """The session rig with the node agent started (restart back-off 1 s for speed)."""
-    rig_instance.start_node_agent(backoff=1.0)
-    return rig_instance
-
-
 @pytest.fixture
 def cluster(agent_rig: rig.Rig, tmp_path: Path) -> Iterator[Cluster]:
     namespace = f"na-{next(_names)}"

@@ -79,10 +79,3 @@ def namespace(
 ) -> Iterator[str]:
     """A fresh namespace the session's operator serves; deleted after the test."""
     yield from make_namespace(cluster, operator, request, "op")
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    setattr(item, f"rep_{report.when}", report)

@@ -29,10 +29,3 @@ def namespace(
     cluster: Cluster, webhook_operator: WebhookOperator, request: pytest.FixtureRequest
 ) -> Iterator[str]:
     yield from make_namespace(cluster, webhook_operator, request, "wh")
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    setattr(item, f"rep_{report.when}", report)
