@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from install import chartkit
+from quiesce import cli
 from quiesce import config as configuration
 
 GOLDEN_CASES = {
@@ -234,7 +235,7 @@ def test_uninstall_hook_restores_templates_before_anything_is_deleted() -> None:
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
     c = job["spec"]["template"]["spec"]["containers"][0]
     assert c["command"] == ["quiesce", "uninject"]
-    assert c["args"] == ["--all", "--stop-operator=quiesce-system/quiesce-operator"]
+    assert c["args"] == ["--stop-operator=quiesce-system/quiesce-operator", "--all"]
     role = chartkit.find(docs, "Role", "quiesce-uninstall")
     assert chartkit.rules(role) == {
         ("apps", "statefulsets", "get", "quiesce-operator"),
@@ -245,6 +246,26 @@ def test_uninstall_hook_restores_templates_before_anything_is_deleted() -> None:
     }
     off = chartkit.documents(chartkit.template("--set", "uninstall.restoreTemplates=false"))
     assert not [d for d in off if d["kind"] in ("Job", "Role")]
+
+
+@pytest.mark.parametrize(
+    ("values", "scope"),
+    [
+        ((), ["--all"]),
+        (("--set", "watchNamespaces={shop,pay}"), ["--namespace=shop", "--namespace=pay"]),
+        (("--set", "webhook.enabled=true"), ["--all"]),
+    ],
+)
+def test_uninstall_hook_arguments_are_ones_quiesce_uninject_accepts(
+    values: tuple[str, ...], scope: list[str]
+) -> None:
+    """The real CLI parses them: ``--all`` and ``--namespace`` exclude each other."""
+    docs = chartkit.documents(chartkit.template(*values))
+    job = chartkit.find(docs, "Job", "quiesce-uninject")
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    parsed = cli.build_parser().parse_args(["uninject", *args])
+    assert parsed.stop_operator == "quiesce-system/quiesce-operator"
+    assert [a for a in args if a == "--all" or a.startswith("--namespace")] == scope
 
 
 def test_every_value_is_in_the_schema_and_the_defaults_pass_it() -> None:
@@ -278,15 +299,14 @@ def test_webhook_mode_ships_service_flags_and_the_rbac_docs_webhook_lists() -> N
     ]
     # The rules tests/webhook applies until the chart carries them (docs/webhook.md).
     shipped = chartkit.REPO / "tests" / "webhook" / "rbac-webhook.yaml"
-    if shipped.exists():
-        theirs = chartkit.documents(shipped.read_text())
-        for kind, ours, their in (
-            ("ClusterRole", "quiesce-operator-webhook", "quiesce-operator-webhook"),
-            ("Role", "quiesce-operator-webhook-cert", "quiesce-operator-webhook-cert"),
-        ):
-            assert chartkit.rules(chartkit.find(docs, kind, ours)) == chartkit.rules(
-                chartkit.find(theirs, kind, their)
-            ), ours
+    theirs = chartkit.documents(shipped.read_text())
+    for kind, name in (
+        ("ClusterRole", "quiesce-operator-webhook"),
+        ("Role", "quiesce-operator-webhook-cert"),
+    ):
+        assert chartkit.rules(chartkit.find(docs, kind, name)) == chartkit.rules(
+            chartkit.find(theirs, kind, name)
+        ), name
     # Uninstalling deletes the configuration the operator wrote, and only that one.
     job = chartkit.find(docs, "Job", "quiesce-uninject")
     assert "--delete-webhook=quiesce" in job["spec"]["template"]["spec"]["containers"][0]["args"]
