@@ -140,6 +140,14 @@ def sidecar_container(
         env=env,
         resources={kind: dict(values) for kind, values in config.sidecar.resources.items()},
         securityContext=security,
+        # Started once it serves (a native sidecar's app starts only then, so /prestop is
+        # always there to call); the kubelet probes readiness as soon as startup succeeds,
+        # so the pod is Ready ~1 s after start, not after the 5 s readiness period that
+        # follows a first probe sent before the server listens.
+        startupProbe={
+            **_probe("/readyz", plan.port, period=1, failures=30),
+            "initialDelaySeconds": 1,
+        },
         readinessProbe=_probe("/readyz", plan.port, period=5, failures=1),
         livenessProbe=_probe("/healthz", plan.port, period=10, failures=3),
     )
