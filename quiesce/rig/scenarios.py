@@ -225,11 +225,15 @@ def under_load(
     settle: float = 3.0,
     tail: float = 3.0,
     max_seconds: float = 300,
+    min_requests: int = 0,
 ) -> ScenarioResult:
     """Start the load, run ``action``, wait for every terminating pod to go, stop, summarise.
 
     ``expect_terminating``: how many pods the action deletes (waited for to begin
     terminating, so an action that returns at once is not mistaken for a no-op).
+    ``min_requests``: keep the load on the pods that are left until about that many
+    were sent (the open loop sends ``rate`` per second), so a quick action still
+    leaves a sample worth counting.
 
     The load is the benchmark's (open loop, 20 % POST, 10-500 ms requests, 10 s
     client timeout) through the workload's HAProxy in the client namespace.
@@ -243,6 +247,7 @@ def under_load(
         stderr=subprocess.PIPE,
         text=True,
     )
+    load_started = time.monotonic()
     poller = _Poller(w)
     try:
         time.sleep(settle)
@@ -267,6 +272,8 @@ def under_load(
         )
         action_seconds = time.monotonic() - started
         time.sleep(tail)  # traffic on what is left only
+        # + 1 s: the generator's own start
+        time.sleep(max(0.0, min_requests / rate + 1.0 - (time.monotonic() - load_started)))
     finally:
         poller.stop_event.set()
         if poller.is_alive():
