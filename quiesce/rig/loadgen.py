@@ -18,10 +18,11 @@ import json
 import random
 import signal
 import statistics
+import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import aiohttp
@@ -196,6 +197,39 @@ def main(argv: list[str] | None = None) -> int:
 
 def load(path: Path) -> list[Result]:
     return [Result(**json.loads(line)) for line in path.read_text().splitlines() if line]
+
+
+class Running:
+    """One generator run, started by :func:`start`, until :meth:`stop`."""
+
+    def __init__(self, proc: subprocess.Popen[str], out: Path) -> None:
+        self.proc, self.out = proc, out
+
+    def stop(self) -> list[Result]:
+        """SIGINT (in-flight requests still finish), then every recorded request."""
+        self.proc.send_signal(signal.SIGINT)
+        _, stderr = self.proc.communicate(timeout=60)
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"load generator failed: {stderr[-2000:]}")
+        return load(self.out)
+
+
+def start(
+    popen: Callable[..., subprocess.Popen[str]],
+    url: str,
+    *,
+    rate: float,
+    duration: float,
+    out: Path,
+) -> Running:
+    """Start the generator through ``popen``: a namespace's, the rig's client namespace."""
+    proc = popen(
+        command(url, rate=rate, duration=duration, out=out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return Running(proc, out)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -328,11 +326,8 @@ def run_one(
         wait_for_lb(lb, watch.poll, count=3, injected=policy.quiesce, timeout=60)
         progress(f"{policy.describe()}: 3 pods ready and behind HAProxy; rolling them under load")
         out = r.workdir / f"load-{n}-{policy.name}.jsonl"
-        gen = r.network.client.popen(
-            loadgen.command(lb.url, rate=rate, duration=max_seconds, out=out),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        gen = loadgen.start(
+            r.network.client.popen, lb.url, rate=rate, duration=max_seconds, out=out
         )
         load_started = time.monotonic()
         timeline: list[tuple[float, int]] = []
@@ -361,11 +356,7 @@ def run_one(
                 break
             time.sleep(2)
         time.sleep(3)  # a tail of traffic on the new pods only
-        gen.send_signal(signal.SIGINT)
-        _, stderr = gen.communicate(timeout=60)
-        if gen.returncode != 0:
-            raise RuntimeError(f"load generator failed: {stderr[-2000:]}")
-        results = loadgen.load(out)
+        results = gen.stop()
     finally:
         lb.stop()
         r.load_balancers.remove(lb)

@@ -18,7 +18,6 @@ import dataclasses
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 import urllib.request
@@ -241,12 +240,7 @@ def under_load(
     assert w.lb is not None
     r = w.rig
     out = r.workdir / f"load-{w.namespace}.jsonl"
-    gen = r.network.client.popen(
-        loadgen.command(w.lb.url, rate=rate, duration=max_seconds, out=out),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    gen = loadgen.start(r.network.client.popen, w.lb.url, rate=rate, duration=max_seconds, out=out)
     load_started = time.monotonic()
     poller = _Poller(w)
     try:
@@ -278,12 +272,8 @@ def under_load(
         poller.stop_event.set()
         if poller.is_alive():
             poller.join(10)
-        gen.send_signal(signal.SIGINT)
-        _, stderr = gen.communicate(timeout=60)
+        results = gen.stop()
     details["sidecars"] = poller.sidecars()
-    if gen.returncode != 0:
-        raise RuntimeError(f"load generator failed: {stderr[-2000:]}")
-    results = loadgen.load(out)
     return ScenarioResult(
         scenario=scenario,
         profile=w.profile.describe(),

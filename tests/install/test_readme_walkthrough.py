@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -83,7 +81,7 @@ def test_the_walkthrough_as_written(running_cluster: rig.Rig, tmp_path: Path) ->
     before = chartkit.snapshot(r)
     watch = rollout.PodWatch(r, "default")
     lb: haproxy.HAProxy | None = None
-    load: subprocess.Popen[str] | None = None
+    load: loadgen.Running | None = None
     try:
         for block in readme.blocks("install", "With Helm"):
             shell.run(block)
@@ -105,10 +103,7 @@ def test_the_walkthrough_as_written(running_cluster: rig.Rig, tmp_path: Path) ->
 
         # Watch it roll, and read /status and the metrics, under load.
         results = tmp_path / "load.jsonl"
-        load = r.network.client.popen(
-            loadgen.command(lb.url, rate=RATE, duration=900, out=results),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        load = loadgen.start(r.network.client.popen, lb.url, rate=RATE, duration=900, out=results)
         time.sleep(2)
         with watching(watch):
             assert "successfully rolled out" in "".join(shell.run(b, timeout=360) for b in roll)
@@ -123,10 +118,7 @@ def test_the_walkthrough_as_written(running_cluster: rig.Rig, tmp_path: Path) ->
             metrics = shell.run(operator_metrics)
             rollout.wait_for_lb(lb, watch.poll, count=3, injected=True, timeout=120)
         time.sleep(2)
-        load.send_signal(signal.SIGINT)
-        _, stderr = load.communicate(timeout=60)
-        assert load.returncode == 0, stderr
-        summary = loadgen.summarise(loadgen.load(results))
+        summary = loadgen.summarise(load.stop())
         assert summary.sent >= 100 and summary.failed == 0, summary
 
         # Each injected pod stopped when its traffic had, well before its grace period.
@@ -156,8 +148,8 @@ def test_the_walkthrough_as_written(running_cluster: rig.Rig, tmp_path: Path) ->
         assert not [k for k in spec["metadata"]["annotations"] if k.startswith("state.quiesce")]
         assert shell.run(after_uninstall).splitlines()[0] == ""
     finally:
-        if load is not None and load.poll() is None:
-            load.kill()
+        if load is not None and load.proc.poll() is None:
+            load.proc.kill()
         if lb is not None:
             lb.stop()
             r.load_balancers.remove(lb)

@@ -175,12 +175,11 @@ def start_pod(
 def start_load(
     rig_instance: rig.Rig, lb: haproxy.HAProxy, out: Path, *, rate: float, duration: float
 ) -> subprocess.Popen[str]:
-    return rig_instance.network.client.popen(
-        loadgen.command(lb.url, rate=rate, duration=duration, out=out),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    """The load for ``duration`` seconds; it ends by itself (``finish_load`` waits)."""
+    run = loadgen.start(
+        rig_instance.network.client.popen, lb.url, rate=rate, duration=duration, out=out
     )
+    return run.proc
 
 
 def finish_load(gen: subprocess.Popen[str]) -> dict[str, Any]:
