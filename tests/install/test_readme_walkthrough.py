@@ -24,12 +24,14 @@ import yaml
 
 from install import chartkit, readme
 from quiesce.rig import consul, haproxy, loadgen, rig, rollout
+from quiesce.sidecar import settings
 
 pytestmark = pytest.mark.rig
 #: HAProxy re-resolves every 2 s: its worst case (8 s) is inside the default converge-max (20 s).
 PROFILE = haproxy.Profile(discovery_interval=2.0)
 GRACE = 35  # the plan's grace with the chart's defaults, which the README shows
 RATE = 20
+IDLE_SAMPLE_INTERVAL = settings.Settings.idle_sample_interval  # the sidecar's default
 
 
 def users_deployment() -> dict[str, object]:
@@ -107,9 +109,10 @@ def test_the_walkthrough_as_written(running_cluster: rig.Rig, tmp_path: Path) ->
         time.sleep(2)
         with watching(watch):
             assert "successfully rolled out" in "".join(shell.run(b, timeout=360) for b in roll)
-            # A reader's pace: the new pods are behind HAProxy and have seen traffic.
+            # A reader's pace: the new pods are behind HAProxy, and their sidecars have
+            # sampled the socket table twice while idle (the rate needs two samples).
             rollout.wait_for_lb(lb, watch.poll, count=3, injected=True, timeout=120)
-            time.sleep(2)
+            time.sleep(2 * IDLE_SAMPLE_INTERVAL + 1)
             live = shell.run(live_status)
             deleted_at = time.monotonic()
             terminating = shell.run(terminating_status, timeout=120)
