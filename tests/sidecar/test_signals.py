@@ -10,7 +10,7 @@ from pathlib import Path
 
 from quiesce.sidecar import signals
 
-from .helpers import APP, FakeContainer, wait_for
+from .helpers import APP, FakeContainer, read_events, wait_for
 
 Make = Callable[..., FakeContainer]
 
@@ -66,13 +66,15 @@ def test_send_and_alive_on_a_real_process(container: Make, tmp_path: Path) -> No
     events = tmp_path / "events"
     argv = [sys.executable, APP, "--port", "0", "--events", str(events), "--exit-on", "QUIT"]
     c = container(argv)
-    wait_for(events.exists)
+    # the file exists before the app installs its handlers: wait for its "ready"
+    wait_for(lambda: any(e["event"] == "ready" for e in read_events(events)))
     assert signals.alive(c.pid)
     signals.send(c.pid, signal.SIGQUIT)
     c.proc.wait(5)
     time.sleep(0.05)
     assert not signals.alive(c.pid)
-    assert '"signal": "SIGQUIT"' in events.read_text()
+    signalled = [e.get("signal") for e in read_events(events) if e["event"] == "signal"]
+    assert signalled == ["SIGQUIT"]
 
 
 def test_own_container_ids_reads_our_cgroup() -> None:
