@@ -1,17 +1,18 @@
-"""Small, local duration parsers for the spellings that appear in manifests.
+"""Duration readers for the spellings that appear in manifests.
 
 Each tool writes durations its own way (Go's ``1m30s``, GNU ``sleep 5m``,
 Spring's ``30s`` or ``PT30S`` where a bare number means milliseconds); the
 linter only needs seconds, and ``None`` when a value is not a duration it can
 read, in which case no rule fires on it (a guess would be a false alarm).
+Go's syntax is read by :mod:`quiesce.durations`, the parser the plan uses.
 """
 
 from __future__ import annotations
 
 import re
 
-_GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+from quiesce import durations
+
 _SLEEP = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smhd]?)")
 _SLEEP_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _ISO = re.compile(r"PT(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?", re.I)
@@ -30,17 +31,13 @@ _SPRING_UNITS = {
 def go_duration(text: str) -> float | None:
     """Seconds in a Go duration (``500ms``, ``1m30s``); a bare number is seconds."""
     text = text.strip()
-    if not text:
-        return None
     if _is_number(text):
         return float(text)
-    total, pos = 0.0, 0
-    for match in _GO_PART.finditer(text):
-        if match.start() != pos:
-            return None
-        total += float(match.group(1)) * _GO_UNITS[match.group(2)]
-        pos = match.end()
-    return total if pos == len(text) and pos > 0 else None
+    try:
+        nanoseconds = durations.parse(text)
+    except durations.DurationError:
+        return None
+    return durations.to_seconds(nanoseconds) if nanoseconds >= 0 else None
 
 
 def sleep_seconds(text: str) -> float | None:

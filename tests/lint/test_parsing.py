@@ -19,6 +19,8 @@ from quiesce.lint import commands, dockerfile, images, timeparse
         ("10x", None),
         ("s", None),
         ("1m 30s", None),
+        ("1h0m0.5s", 3600.5),
+        ("-5s", None),
     ],
 )
 def test_go_durations(text: str, seconds: float | None) -> None:
