@@ -141,7 +141,9 @@ def test_the_walkthrough_as_written(running_cluster: rig.Rig, tmp_path: Path) ->
         stopping = first_json(terminating)
         assert stopping["state"] == "running" and stopping["trigger"] == "prestop", terminating
         phases = [p["name"] for p in stopping["phases"]]  # type: ignore[attr-defined]
-        assert phases[:2] == ["deregister", "converge"], terminating
+        # a second in, deregistration is usually done (on a loaded node it may still run)
+        in_order = ["deregister", "converge", "signal", "drain"][: len(phases)]
+        assert phases and phases == in_order, terminating
         assert 'quiesce_operator_objects_managed{kind="Deployment"} 1.0' in metrics, metrics
 
         # Uninstall with Helm: the pre-delete hook's Job restores web before anything goes.
