@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from quiesce import annotations as keys
-from quiesce import durations
+from quiesce import durations, values
 
 #: Serialised plan format; the sidecar refuses a plan whose version it does not know.
 FORMAT_VERSION: Final = 1
@@ -46,24 +46,11 @@ MAX_DURATION: Final = 6 * durations.HOUR
 SIDECAR_MODES: Final = ("auto", "native", "container")
 GRACE_SOURCES: Final = ("derived", "annotation", "template")
 
-# Linux signal numbers (pods run Linux whatever the host running `quiesce plan` is).
-# fmt: off
-SIGNALS: Final[dict[str, int]] = {
-    "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "BUS": 7, "FPE": 8,
-    "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15,
-    "STKFLT": 16, "CHLD": 17, "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21, "TTOU": 22,
-    "URG": 23, "XCPU": 24, "XFSZ": 25, "VTALRM": 26, "PROF": 27, "WINCH": 28, "IO": 29,
-    "PWR": 30, "SYS": 31,
-}
-# fmt: on
-#: Signals that cannot stop an app gracefully: KILL is what the grace period avoids,
-#: STOP/TSTP/TTIN/TTOU freeze the process until SIGKILL.
-UNGRACEFUL_SIGNALS: Final = frozenset({9, 19, 20, 21, 22})
-MAX_SIGNAL: Final = 64  # SIGRTMAX on Linux
+SIGNALS: Final = values.SIGNALS
+UNGRACEFUL_SIGNALS: Final = values.UNGRACEFUL_SIGNALS
+MAX_SIGNAL: Final = values.MAX_SIGNAL
 
 _DURATION_EXPECTED: Final = "Go syntax such as 500ms, 10s, 1m30s"
-_BOOL_TRUE: Final = frozenset({"1", "t", "true", "y", "yes", "on"})
-_BOOL_FALSE: Final = frozenset({"0", "f", "false", "n", "no", "off"})
 _SLEEP_BINARIES: Final = frozenset({"sleep", "/bin/sleep", "/usr/bin/sleep"})
 _SHELLS: Final = frozenset(
     {"sh", "/bin/sh", "/usr/bin/sh", "bash", "/bin/bash", "/usr/bin/bash", "ash", "/bin/ash"}
@@ -345,36 +332,9 @@ class ShutdownPlan:
 # --- value parsers (public: the operator and the config loader reuse them) ----------
 
 
-def parse_bool(value: str) -> bool:
-    """Booleans as Kubernetes users write them: Go's strconv.ParseBool plus yes/no/on/off."""
-    lowered = value.strip().lower()
-    if lowered in _BOOL_TRUE:
-        return True
-    if lowered in _BOOL_FALSE:
-        return False
-    raise ValueError(value)
-
-
-def parse_signal(value: str) -> int:
-    """``SIGQUIT``, ``QUIT``, ``quit`` or ``3`` -> 3; raises ValueError otherwise."""
-    text = value.strip()
-    if text.isdigit() and text.isascii():
-        number = int(text)
-        if 1 <= number <= MAX_SIGNAL:
-            return number
-        raise ValueError(value)
-    name = text.upper().removeprefix("SIG")
-    if name in SIGNALS:
-        return SIGNALS[name]
-    raise ValueError(value)
-
-
-def signal_name(number: int) -> str:
-    """3 -> ``SIGQUIT``; a number without a name -> ``signal 40``."""
-    for name, value in SIGNALS.items():
-        if value == number:
-            return "SIG" + name
-    return f"signal {number}"
+parse_bool = values.parse_bool
+parse_signal = values.parse_signal
+signal_name = values.signal_name
 
 
 # --- build_plan ------------------------------------------------------------------------
@@ -1308,11 +1268,11 @@ def _parse_bool_field(name: str, raw: str, errors: list[FieldError]) -> bool | N
 
 
 def _parse_port(name: str, raw: str, errors: list[FieldError]) -> int | None:
-    text = raw.strip()
-    if text.isdigit() and text.isascii() and len(text) <= 5 and 1 <= int(text) <= 65535:
-        return int(text)
-    errors.append(FieldError(name, raw, "a port number from 1 to 65535", "is not a port"))
-    return None
+    try:
+        return values.parse_port(raw)
+    except ValueError:
+        errors.append(FieldError(name, raw, values.PORT_EXPECTED, "is not a port"))
+        return None
 
 
 def _exec_sleep(command: Any) -> int | None:
