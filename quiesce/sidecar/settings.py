@@ -12,66 +12,15 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
+
+# The plan's model and codec only (standard library, a few ms): never its builder.
+from quiesce.plan import codec, model
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 ConsulBackendName = Literal["auto", "agent", "catalog", "none"]
 SidecarMode = Literal["native", "container"]
-
-
-class KeptHook(Protocol):
-    """An app ``preStop: httpGet`` the operator replaced; the sidecar calls it after convergence."""
-
-    @property
-    def path(self) -> str: ...
-    @property
-    def port(self) -> int: ...
-    @property
-    def scheme(self) -> str: ...
-    @property
-    def host(self) -> str | None: ...
-    @property
-    def headers(self) -> Any: ...
-
-
-class Plan(Protocol):
-    """The parts of :class:`quiesce.plan.ShutdownPlan` the sidecar reads (seconds as floats)."""
-
-    @property
-    def deregister_timeout(self) -> float: ...
-    @property
-    def converge_min(self) -> float: ...
-    @property
-    def converge_max(self) -> float: ...
-    @property
-    def quiet_window(self) -> float: ...
-    @property
-    def drain_timeout(self) -> float: ...
-    @property
-    def margin(self) -> float: ...
-    @property
-    def grace_period_seconds(self) -> int: ...
-    @property
-    def signal(self) -> int | None: ...
-    @property
-    def shutdown_url(self) -> str | None: ...
-    @property
-    def containers(self) -> tuple[str, ...]: ...
-    @property
-    def port(self) -> int: ...
-    @property
-    def consul_services(self) -> tuple[str, ...]: ...
-    @property
-    def long_lived_ports(self) -> tuple[int, ...]: ...
-    @property
-    def probe_ports(self) -> tuple[int, ...]: ...
-    @property
-    def kept_hook(self) -> KeptHook | None: ...
-    @property
-    def kept_hook_timeout(self) -> float: ...
-    @property
-    def epsilon(self) -> float: ...
 
 
 class SettingsError(ValueError):
@@ -140,7 +89,8 @@ class KubeSettings:
 class Settings:
     """Everything the sidecar needs, immutable once started."""
 
-    plan: Plan
+    plan: model.ShutdownPlan
+    """``QUIESCE_PLAN``: the operator's plan, read by :func:`load_plan`."""
     token: str | None = None
     """``QUIESCE_TOKEN``: required value of the ``X-Quiesce-Token`` header on /prestop.
     Unset disables the check (only for local experiments; the operator always sets it)."""
@@ -265,18 +215,17 @@ def kube_from_env(env: Mapping[str, str]) -> KubeSettings:
     )
 
 
-def load_plan(raw: str) -> Plan:
-    """Parse ``QUIESCE_PLAN`` with the shared plan module."""
-    from quiesce import plan as plan_module
-
+def load_plan(raw: str) -> model.ShutdownPlan:
+    """Parse ``QUIESCE_PLAN`` with the plan's own codec."""
     try:
-        parsed: Plan = plan_module.ShutdownPlan.from_json(raw)
+        return codec.from_json(raw)
     except ValueError as exc:
         raise SettingsError(f"QUIESCE_PLAN: {exc}") from None
-    return parsed
 
 
-def from_env(env: Mapping[str, str] | None = None, *, plan: Plan | None = None) -> Settings:
+def from_env(
+    env: Mapping[str, str] | None = None, *, plan: model.ShutdownPlan | None = None
+) -> Settings:
     """Read every setting from ``env`` (default: ``os.environ``)."""
     env = os.environ if env is None else env
     if plan is None:
