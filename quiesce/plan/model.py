@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from quiesce import annotations as keys
-from quiesce import durations, values
+from quiesce import contract, durations, values
 
 #: Serialised plan format; the sidecar refuses a plan whose version it does not know.
 FORMAT_VERSION: Final = 1
@@ -29,10 +29,10 @@ FORMAT_VERSION: Final = 1
 SIDECAR_NAME: Final = "quiesce-sidecar"
 
 #: Header carrying the per-workload token on the kubelet's ``/prestop`` call.
-TOKEN_HEADER: Final = "X-Quiesce-Token"
+TOKEN_HEADER: Final = contract.TOKEN_HEADER
 
 #: Path of the sidecar's hook endpoint.
-PRESTOP_PATH: Final = "/prestop"
+PRESTOP_PATH: Final = contract.PRESTOP_PATH
 
 #: Longest value accepted for any single duration: a phase longer than this is a typo.
 MAX_DURATION: Final = 6 * durations.HOUR

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 # The plan's model and codec only (standard library, a few ms): never its builder.
+from quiesce import contract
 from quiesce.plan import codec, model
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -156,7 +157,7 @@ def _read_file(path: str) -> str:
 
 def consul_from_env(env: Mapping[str, str]) -> ConsulSettings:
     """Consul settings exactly as ``consul`` CLI reads them, plus quiesce's backend choice."""
-    raw_addr = env.get("CONSUL_HTTP_ADDR", "")
+    raw_addr = env.get(contract.CONSUL_HTTP_ADDR_ENV, "")
     scheme = "https" if _bool(env, "CONSUL_HTTP_SSL", False) else "http"
     address = raw_addr or "127.0.0.1:8500"
     if "://" in address:
@@ -171,7 +172,7 @@ def consul_from_env(env: Mapping[str, str]) -> ConsulSettings:
     except ValueError:
         raise SettingsError(f"CONSUL_HTTP_ADDR={raw_addr!r}: expected host:port") from None
     token = env.get("CONSUL_HTTP_TOKEN") or None
-    token_file = env.get("CONSUL_HTTP_TOKEN_FILE")
+    token_file = env.get(contract.CONSUL_HTTP_TOKEN_FILE_ENV)
     if token_file:
         try:
             token = _read_file(token_file) or None
@@ -189,7 +190,7 @@ def consul_from_env(env: Mapping[str, str]) -> ConsulSettings:
         address=address,
         scheme=scheme,
         token=token,
-        ca_file=env.get("CONSUL_CACERT") or None,
+        ca_file=env.get(contract.CONSUL_CACERT_ENV) or None,
         verify=_bool(env, "CONSUL_HTTP_SSL_VERIFY", True),
         client_cert=env.get("CONSUL_CLIENT_CERT") or None,
         client_key=env.get("CONSUL_CLIENT_KEY") or None,
@@ -220,7 +221,7 @@ def load_plan(raw: str) -> model.ShutdownPlan:
     try:
         return codec.from_json(raw)
     except ValueError as exc:
-        raise SettingsError(f"QUIESCE_PLAN: {exc}") from None
+        raise SettingsError(f"{contract.PLAN_ENV}: {exc}") from None
 
 
 def from_env(
@@ -229,26 +230,28 @@ def from_env(
     """Read every setting from ``env`` (default: ``os.environ``)."""
     env = os.environ if env is None else env
     if plan is None:
-        raw = env.get("QUIESCE_PLAN")
+        raw = env.get(contract.PLAN_ENV)
         if not raw:
-            raise SettingsError("QUIESCE_PLAN is not set: the operator injects the plan as JSON")
+            raise SettingsError(
+                f"{contract.PLAN_ENV} is not set: the operator injects the plan as JSON"
+            )
         plan = load_plan(raw)
-    mode = env.get("QUIESCE_SIDECAR_MODE", "container") or "container"
+    mode = env.get(contract.SIDECAR_MODE_ENV, "container") or "container"
     if mode not in ("native", "container"):
         raise SettingsError(f"QUIESCE_SIDECAR_MODE={mode!r}: expected native or container")
-    log_format = env.get("QUIESCE_LOG_FORMAT", "json") or "json"
+    log_format = env.get(contract.LOG_FORMAT_ENV, "json") or "json"
     if log_format not in ("json", "text"):
         raise SettingsError(f"QUIESCE_LOG_FORMAT={log_format!r}: expected json or text")
     ids_raw = env.get("QUIESCE_APP_CONTAINER_IDS")
     ids = tuple(_strip_runtime(i) for i in ids_raw.split(",") if i.strip()) if ids_raw else None
     return Settings(
         plan=plan,
-        token=env.get("QUIESCE_TOKEN") or None,
-        pod_name=env.get("POD_NAME", ""),
-        pod_namespace=env.get("POD_NAMESPACE", ""),
-        pod_uid=env.get("POD_UID", ""),
-        pod_ip=env.get("POD_IP", ""),
-        host_ip=env.get("HOST_IP", ""),
+        token=env.get(contract.TOKEN_ENV) or None,
+        pod_name=env.get(contract.POD_NAME_ENV, ""),
+        pod_namespace=env.get(contract.POD_NAMESPACE_ENV, ""),
+        pod_uid=env.get(contract.POD_UID_ENV, ""),
+        pod_ip=env.get(contract.POD_IP_ENV, ""),
+        host_ip=env.get(contract.HOST_IP_ENV, ""),
         mode=mode,  # type: ignore[arg-type]
         log_format=log_format,  # type: ignore[arg-type]
         check_source=_bool(env, "QUIESCE_CHECK_SOURCE", True),
