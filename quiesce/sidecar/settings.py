@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 # The plan's model and codec only (standard library, a few ms): never its builder.
-from quiesce import contract
+from quiesce import contract, values
 from quiesce.plan import codec, model
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -129,12 +129,10 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name}={raw!r}: expected true or false")
+    try:
+        return values.parse_bool(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected {values.BOOL_EXPECTED}") from None
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
