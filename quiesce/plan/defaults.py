@@ -10,26 +10,54 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from quiesce import durations
 from quiesce.plan import fields, model
 from quiesce.plan.model import FieldError, PlanDefaults, PlanError
 
-DEFAULTS_KEYS: Final = (
-    "deregister-timeout",
-    "converge-min",
-    "converge-max",
-    "quiet-window",
-    "hook-timeout",
-    "drain-timeout",
-    "margin",
-    "port",
-    "sidecar-mode",
-    "auto-upgrade",
-    "quiet-epsilon",
-)
+_Reader = Callable[[str, str, list[FieldError]], Any]
+
+
+def _seconds(name: str, text: str, errors: list[FieldError]) -> float | None:
+    ns = fields.duration(name, text, errors)
+    return None if ns is None else durations.to_seconds(ns)
+
+
+def _mode(name: str, text: str, errors: list[FieldError]) -> str | None:
+    if text in model.SIDECAR_MODES:
+        return text
+    errors.append(FieldError(name, text, " or ".join(model.SIDECAR_MODES), "is not a mode"))
+    return None
+
+
+def _probability(name: str, text: str, errors: list[FieldError]) -> float | None:
+    try:
+        epsilon = float(text)
+    except ValueError:
+        epsilon = math.nan
+    if 0 < epsilon < 1:
+        return epsilon
+    errors.append(FieldError(name, text, "a probability such as 0.001", "is not between 0 and 1"))
+    return None
+
+
+# Each key of the plan: mapping, once: the PlanDefaults field it sets and how it is read.
+_KEYS: Final[dict[str, tuple[str, _Reader]]] = {
+    "deregister-timeout": ("deregister_timeout", _seconds),
+    "converge-min": ("converge_min", _seconds),
+    "converge-max": ("converge_max", _seconds),
+    "quiet-window": ("quiet_window", _seconds),
+    "hook-timeout": ("hook_timeout", _seconds),
+    "drain-timeout": ("drain_timeout", _seconds),
+    "margin": ("margin", _seconds),
+    "port": ("port", fields.port),
+    "sidecar-mode": ("sidecar_mode", _mode),
+    "auto-upgrade": ("auto_upgrade", fields.boolean),
+    "quiet-epsilon": ("epsilon", _probability),
+}
+DEFAULTS_KEYS: Final = tuple(_KEYS)
 
 
 def parse_defaults(mapping: Mapping[str, Any], *, where: str = "plan") -> PlanDefaults:
@@ -38,7 +66,6 @@ def parse_defaults(mapping: Mapping[str, Any], *, where: str = "plan") -> PlanDe
     YAML scalars are accepted as written (``port: 7979``, ``auto-upgrade: false``);
     errors name ``<where>.<key>``.
     """
-    errors: list[FieldError] = []
     if not isinstance(mapping, Mapping):
         raise PlanError(
             [
@@ -50,51 +77,22 @@ def parse_defaults(mapping: Mapping[str, Any], *, where: str = "plan") -> PlanDe
                 )
             ]
         )
-    base = PlanDefaults()
+    errors: list[FieldError] = []
     chosen: dict[str, Any] = {}
     for raw_key, raw in mapping.items():
         name = f"{where}.{raw_key}"
-        if raw_key not in DEFAULTS_KEYS:
+        if raw_key not in _KEYS:
             errors.append(fields.unknown_key(name, raw, str(raw_key), DEFAULTS_KEYS, f"{where}."))
             continue
         text = fields.scalar_text(raw)
         if text is None:
             errors.append(FieldError(name, model.show(raw), "a string", "is not a scalar"))
             continue
-        field = str(raw_key).replace("-", "_")
-        if raw_key in ("port",):
-            port = fields.port(name, text, errors)
-            if port is not None:
-                chosen[field] = port
-        elif raw_key == "sidecar-mode":
-            if text in model.SIDECAR_MODES:
-                chosen[field] = text
-            else:
-                errors.append(
-                    FieldError(name, text, " or ".join(model.SIDECAR_MODES), "is not a mode")
-                )
-        elif raw_key == "auto-upgrade":
-            flag = fields.boolean(name, text, errors)
-            if flag is not None:
-                chosen[field] = flag
-        elif raw_key == "quiet-epsilon":
-            try:
-                epsilon = float(text)
-            except ValueError:
-                epsilon = math.nan
-            if 0 < epsilon < 1:
-                chosen["epsilon"] = epsilon
-            else:
-                errors.append(
-                    FieldError(name, text, "a probability such as 0.001", "is not between 0 and 1")
-                )
-        else:
-            if raw_key == "hook-timeout":
-                field = "hook_timeout"
-            ns = fields.duration(name, text, errors)
-            if ns is not None:
-                chosen[field] = durations.to_seconds(ns)
-    result = dataclasses.replace(base, **chosen)
+        field, read = _KEYS[raw_key]
+        value = read(name, text, errors)
+        if value is not None:
+            chosen[field] = value
+    result = dataclasses.replace(PlanDefaults(), **chosen)
     if not errors and result.converge_min > result.converge_max:
         errors.append(
             FieldError(
