@@ -86,15 +86,18 @@ _HOMES: Final[dict[str, str]] = {
 __all__ = sorted(_HOMES)
 
 
-def __getattr__(name: str) -> Any:
-    """Load a re-exported name's module on first use (PEP 562)."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+# Hidden from type checkers: they see the names above, so a typo (plans.ShutdwonPlan)
+# stays an error instead of an Any.
+if not typing.TYPE_CHECKING:
 
+    def __getattr__(name: str) -> Any:
+        """Load a re-exported name's module on first use (PEP 562)."""
+        home = _HOMES.get(name)
+        if home is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(home), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
 
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOMES))
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(_HOMES))
