@@ -16,10 +16,11 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from quiesce import config as configuration
+from quiesce import contract
 from quiesce import plan as plans
 
 SIDECAR_NAME: Final = plans.SIDECAR_NAME
-TOKEN_HEADER: Final = plans.TOKEN_HEADER
+TOKEN_HEADER: Final = contract.TOKEN_HEADER
 PORT_NAME: Final = "quiesce"
 RECORD_VERSION: Final = 1
 TOKEN_VOLUME: Final = "quiesce-consul-token"
@@ -71,7 +72,7 @@ def prestop_hook(plan: plans.ShutdownPlan, token: str) -> dict[str, Any]:
     """The hook on every target container: the kubelet calls the sidecar, with the token."""
     return {
         "httpGet": {
-            "path": plans.PRESTOP_PATH,
+            "path": contract.PRESTOP_PATH,
             "port": plan.port,
             "scheme": "HTTP",
             "httpHeaders": [{"name": TOKEN_HEADER, "value": token}],
@@ -85,27 +86,29 @@ def sidecar_container(
     """The sidecar container, as an init container (native) or a regular container."""
     signalling = plan.signal is not None
     env: list[dict[str, Any]] = [
-        _literal("QUIESCE_PLAN", plan.to_json()),
-        _literal("QUIESCE_TOKEN", token),
-        _field("POD_NAME", "metadata.name"),
-        _field("POD_NAMESPACE", "metadata.namespace"),
-        _field("POD_UID", "metadata.uid"),
-        _field("POD_IP", "status.podIP"),
-        _field("HOST_IP", "status.hostIP"),
+        _literal(contract.PLAN_ENV, plan.to_json()),
+        _literal(contract.TOKEN_ENV, token),
+        _field(contract.POD_NAME_ENV, "metadata.name"),
+        _field(contract.POD_NAMESPACE_ENV, "metadata.namespace"),
+        _field(contract.POD_UID_ENV, "metadata.uid"),
+        _field(contract.POD_IP_ENV, "status.podIP"),
+        _field(contract.HOST_IP_ENV, "status.hostIP"),
         # Not escaped: $(HOST_IP) in the address is meant to expand (HOST_IP comes first).
-        {"name": "CONSUL_HTTP_ADDR", "value": config.consul.address},
+        {"name": contract.CONSUL_HTTP_ADDR_ENV, "value": config.consul.address},
     ]
     mounts: list[dict[str, Any]] = []
     if config.consul.token_secret is not None:
         env.append(
-            _literal("CONSUL_HTTP_TOKEN_FILE", f"{TOKEN_DIR}/{config.consul.token_secret.key}")
+            _literal(
+                contract.CONSUL_HTTP_TOKEN_FILE_ENV, f"{TOKEN_DIR}/{config.consul.token_secret.key}"
+            )
         )
         mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True})
     if config.consul.ca_secret is not None:
-        env.append(_literal("CONSUL_CACERT", f"{CA_DIR}/{config.consul.ca_secret.key}"))
+        env.append(_literal(contract.CONSUL_CACERT_ENV, f"{CA_DIR}/{config.consul.ca_secret.key}"))
         mounts.append({"name": CA_VOLUME, "mountPath": CA_DIR, "readOnly": True})
-    env.append(_literal("QUIESCE_LOG_FORMAT", config.sidecar.log_format))
-    env.append(_literal("QUIESCE_SIDECAR_MODE", "native" if native else "container"))
+    env.append(_literal(contract.LOG_FORMAT_ENV, config.sidecar.log_format))
+    env.append(_literal(contract.SIDECAR_MODE_ENV, "native" if native else "container"))
 
     if signalling:
         # Signalling another container's process needs CAP_KILL, and Kubernetes gives added

@@ -25,7 +25,6 @@ _DEREGISTRATION = re.compile(r"deregistration_delay\.timeout_seconds\s*=\s*(\d+)
 _CONSUL_PREFIX: Final = "consul.hashicorp.com/"
 _CONSUL_ENV = re.compile(r"(?:^|_)CONSUL(?:_HTTP)?_(?:ADDR|ADDRESS|HOST|URL|ENDPOINT|AGENT\w*)$")
 _QUIT: Final = frozenset({"SIGQUIT", "QUIT", "3"})
-_FALSE: Final = frozenset({"false", "no", "off", "0", "disabled"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -478,8 +477,10 @@ class Checker:
             return
         merged = {**w.annotations, **w.pod_annotations}
         consul_keys = [k for k in merged if k.startswith(_CONSUL_PREFIX)]
-        inject = merged.get(_CONSUL_PREFIX + "connect-inject", "").strip().lower()
-        if consul_keys and inject not in _FALSE:
+        # consul-k8s reads connect-inject with Go's strconv.ParseBool, which
+        # quiesce's grammar includes; "disabled" or a typo is not off.
+        inject = merged.get(_CONSUL_PREFIX + "connect-inject", "")
+        if consul_keys and not workloads.is_false(inject):
             key = consul_keys[0]
             self.report(
                 "QL007",

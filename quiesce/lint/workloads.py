@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from quiesce import annotations as keys
+from quiesce import values
 from quiesce.lint import findings, loader
 
 DEFAULT_GRACE: Final = 30
@@ -21,7 +22,6 @@ DEFAULT_GRACE: Final = 30
 BATCH_KINDS: Final = frozenset({"Job", "CronJob"})
 """Kinds whose pods run to completion and serve no traffic."""
 
-FALSE_VALUES: Final = frozenset({"0", "f", "false", "n", "no", "off"})
 """``quiesce.dev/inject`` values that mean no (as the plan parses booleans)."""
 
 
@@ -108,7 +108,19 @@ class Workload:
         unparsable value counts as asked; ``quiesce plan`` reports it).
         """
         raw = self.annotation(keys.INJECT)
-        return raw is not None and raw.strip().lower() not in FALSE_VALUES
+        return raw is not None and not is_false(raw)
+
+
+def is_false(raw: str) -> bool:
+    """Explicitly false in quiesce's one boolean grammar (:func:`quiesce.values.parse_bool`).
+
+    A value outside the grammar is not false: for ``quiesce.dev/inject`` it is what the
+    plan says it is, an error ``quiesce plan`` and the operator report.
+    """
+    try:
+        return not values.parse_bool(raw)
+    except ValueError:
+        return False
 
 
 def workload_of(manifest: loader.Manifest, errors: list[findings.InputError]) -> Workload | None:

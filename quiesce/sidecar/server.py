@@ -27,6 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
+from quiesce import contract
 from quiesce.sidecar.metrics import Metrics
 from quiesce.sidecar.sequence import Sidecar
 from quiesce.sidecar.settings import Settings
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 SIDECAR = web.AppKey("sidecar", Sidecar)
 METRICS = web.AppKey("metrics", Metrics)
-TOKEN_HEADER = "X-Quiesce-Token"
+TOKEN_HEADER = contract.TOKEN_HEADER
 
 
 def source_allowed(remote: str | None, settings: Settings) -> bool:

@@ -12,66 +12,16 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
+
+# The plan's model and codec only (standard library, a few ms): never its builder.
+from quiesce import contract, values
+from quiesce.plan import codec, model
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 ConsulBackendName = Literal["auto", "agent", "catalog", "none"]
 SidecarMode = Literal["native", "container"]
-
-
-class KeptHook(Protocol):
-    """An app ``preStop: httpGet`` the operator replaced; the sidecar calls it after convergence."""
-
-    @property
-    def path(self) -> str: ...
-    @property
-    def port(self) -> int: ...
-    @property
-    def scheme(self) -> str: ...
-    @property
-    def host(self) -> str | None: ...
-    @property
-    def headers(self) -> Any: ...
-
-
-class Plan(Protocol):
-    """The parts of :class:`quiesce.plan.ShutdownPlan` the sidecar reads (seconds as floats)."""
-
-    @property
-    def deregister_timeout(self) -> float: ...
-    @property
-    def converge_min(self) -> float: ...
-    @property
-    def converge_max(self) -> float: ...
-    @property
-    def quiet_window(self) -> float: ...
-    @property
-    def drain_timeout(self) -> float: ...
-    @property
-    def margin(self) -> float: ...
-    @property
-    def grace_period_seconds(self) -> int: ...
-    @property
-    def signal(self) -> int | None: ...
-    @property
-    def shutdown_url(self) -> str | None: ...
-    @property
-    def containers(self) -> tuple[str, ...]: ...
-    @property
-    def port(self) -> int: ...
-    @property
-    def consul_services(self) -> tuple[str, ...]: ...
-    @property
-    def long_lived_ports(self) -> tuple[int, ...]: ...
-    @property
-    def probe_ports(self) -> tuple[int, ...]: ...
-    @property
-    def kept_hook(self) -> KeptHook | None: ...
-    @property
-    def kept_hook_timeout(self) -> float: ...
-    @property
-    def epsilon(self) -> float: ...
 
 
 class SettingsError(ValueError):
@@ -140,7 +90,8 @@ class KubeSettings:
 class Settings:
     """Everything the sidecar needs, immutable once started."""
 
-    plan: Plan
+    plan: model.ShutdownPlan
+    """``QUIESCE_PLAN``: the operator's plan, read by :func:`load_plan`."""
     token: str | None = None
     """``QUIESCE_TOKEN``: required value of the ``X-Quiesce-Token`` header on /prestop.
     Unset disables the check (only for local experiments; the operator always sets it)."""
@@ -178,12 +129,10 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name}={raw!r}: expected true or false")
+    try:
+        return values.parse_bool(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected {values.BOOL_EXPECTED}") from None
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -206,7 +155,7 @@ def _read_file(path: str) -> str:
 
 def consul_from_env(env: Mapping[str, str]) -> ConsulSettings:
     """Consul settings exactly as ``consul`` CLI reads them, plus quiesce's backend choice."""
-    raw_addr = env.get("CONSUL_HTTP_ADDR", "")
+    raw_addr = env.get(contract.CONSUL_HTTP_ADDR_ENV, "")
     scheme = "https" if _bool(env, "CONSUL_HTTP_SSL", False) else "http"
     address = raw_addr or "127.0.0.1:8500"
     if "://" in address:
@@ -221,7 +170,7 @@ def consul_from_env(env: Mapping[str, str]) -> ConsulSettings:
     except ValueError:
         raise SettingsError(f"CONSUL_HTTP_ADDR={raw_addr!r}: expected host:port") from None
     token = env.get("CONSUL_HTTP_TOKEN") or None
-    token_file = env.get("CONSUL_HTTP_TOKEN_FILE")
+    token_file = env.get(contract.CONSUL_HTTP_TOKEN_FILE_ENV)
     if token_file:
         try:
             token = _read_file(token_file) or None
@@ -239,7 +188,7 @@ def consul_from_env(env: Mapping[str, str]) -> ConsulSettings:
         address=address,
         scheme=scheme,
         token=token,
-        ca_file=env.get("CONSUL_CACERT") or None,
+        ca_file=env.get(contract.CONSUL_CACERT_ENV) or None,
         verify=_bool(env, "CONSUL_HTTP_SSL_VERIFY", True),
         client_cert=env.get("CONSUL_CLIENT_CERT") or None,
         client_key=env.get("CONSUL_CLIENT_KEY") or None,
@@ -265,41 +214,42 @@ def kube_from_env(env: Mapping[str, str]) -> KubeSettings:
     )
 
 
-def load_plan(raw: str) -> Plan:
-    """Parse ``QUIESCE_PLAN`` with the shared plan module."""
-    from quiesce import plan as plan_module
-
+def load_plan(raw: str) -> model.ShutdownPlan:
+    """Parse ``QUIESCE_PLAN`` with the plan's own codec."""
     try:
-        parsed: Plan = plan_module.ShutdownPlan.from_json(raw)
+        return codec.from_json(raw)
     except ValueError as exc:
-        raise SettingsError(f"QUIESCE_PLAN: {exc}") from None
-    return parsed
+        raise SettingsError(f"{contract.PLAN_ENV}: {exc}") from None
 
 
-def from_env(env: Mapping[str, str] | None = None, *, plan: Plan | None = None) -> Settings:
+def from_env(
+    env: Mapping[str, str] | None = None, *, plan: model.ShutdownPlan | None = None
+) -> Settings:
     """Read every setting from ``env`` (default: ``os.environ``)."""
     env = os.environ if env is None else env
     if plan is None:
-        raw = env.get("QUIESCE_PLAN")
+        raw = env.get(contract.PLAN_ENV)
         if not raw:
-            raise SettingsError("QUIESCE_PLAN is not set: the operator injects the plan as JSON")
+            raise SettingsError(
+                f"{contract.PLAN_ENV} is not set: the operator injects the plan as JSON"
+            )
         plan = load_plan(raw)
-    mode = env.get("QUIESCE_SIDECAR_MODE", "container") or "container"
+    mode = env.get(contract.SIDECAR_MODE_ENV, "container") or "container"
     if mode not in ("native", "container"):
         raise SettingsError(f"QUIESCE_SIDECAR_MODE={mode!r}: expected native or container")
-    log_format = env.get("QUIESCE_LOG_FORMAT", "json") or "json"
+    log_format = env.get(contract.LOG_FORMAT_ENV, "json") or "json"
     if log_format not in ("json", "text"):
         raise SettingsError(f"QUIESCE_LOG_FORMAT={log_format!r}: expected json or text")
     ids_raw = env.get("QUIESCE_APP_CONTAINER_IDS")
     ids = tuple(_strip_runtime(i) for i in ids_raw.split(",") if i.strip()) if ids_raw else None
     return Settings(
         plan=plan,
-        token=env.get("QUIESCE_TOKEN") or None,
-        pod_name=env.get("POD_NAME", ""),
-        pod_namespace=env.get("POD_NAMESPACE", ""),
-        pod_uid=env.get("POD_UID", ""),
-        pod_ip=env.get("POD_IP", ""),
-        host_ip=env.get("HOST_IP", ""),
+        token=env.get(contract.TOKEN_ENV) or None,
+        pod_name=env.get(contract.POD_NAME_ENV, ""),
+        pod_namespace=env.get(contract.POD_NAMESPACE_ENV, ""),
+        pod_uid=env.get(contract.POD_UID_ENV, ""),
+        pod_ip=env.get(contract.POD_IP_ENV, ""),
+        host_ip=env.get(contract.HOST_IP_ENV, ""),
         mode=mode,  # type: ignore[arg-type]
         log_format=log_format,  # type: ignore[arg-type]
         check_source=_bool(env, "QUIESCE_CHECK_SOURCE", True),

@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import os
 import re
-import signal as signal_module
 from dataclasses import dataclass
+
+from quiesce import values
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +141,7 @@ def send(pid: int, signum: int) -> None:
 
 
 def signal_name(signum: int | None) -> str:
+    """``SIGQUIT`` as :func:`quiesce.values.signal_name` spells it; None: the stop signal."""
     if signum is None:
         return "the container's stop signal"
-    try:
-        return signal_module.Signals(signum).name
-    except ValueError:
-        return str(signum)
+    return values.signal_name(signum)

@@ -206,7 +206,17 @@ def test_shell_in_args_without_command_is_reported() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "injected"), [("true", True), ("yes", True), ("false", False), ("off", False)]
+    ("value", "injected"),
+    [
+        ("true", True),
+        ("yes", True),
+        ("T", True),
+        ("false", False),
+        ("off", False),
+        ("N", False),
+        # Outside the grammar: asked for, and an error the plan reports.
+        ("ture", True),
+    ],
 )
 def test_injection_is_recognised_as_the_operator_reads_it(value: str, injected: bool) -> None:
     text = deployment(
@@ -214,6 +224,17 @@ def test_injection_is_recognised_as_the_operator_reads_it(value: str, injected: 
         annotations=f'{{quiesce.dev/inject: "{value}"}}',
     )
     assert ("QL007" in rule_ids(lint_yaml(text))) is not injected
+
+
+@pytest.mark.parametrize(
+    ("value", "fires"),
+    [("true", True), ("false", False), ("F", False), ("no", False), ("disabled", True)],
+)
+def test_consul_connect_inject_is_off_only_when_false_in_the_one_boolean_grammar(
+    value: str, fires: bool
+) -> None:
+    text = deployment(annotations=f'{{consul.hashicorp.com/connect-inject: "{value}"}}')
+    assert ("QL007" in rule_ids(lint_yaml(text))) is fires
 
 
 @pytest.mark.parametrize(

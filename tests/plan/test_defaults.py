@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from quiesce import config, plan
@@ -89,3 +91,31 @@ def test_a_bad_configuration_names_every_bad_key() -> None:
 def test_invalid_yaml_is_a_config_error() -> None:
     with pytest.raises(config.ConfigError, match="is not valid YAML"):
         config.load_config("plan: [")
+
+
+def test_every_plan_default_is_set_by_exactly_one_configuration_key() -> None:
+    # A value for each key that differs from the built-in default.
+    given = {
+        "deregister-timeout": "6s",
+        "converge-min": "3s",
+        "converge-max": "21s",
+        "quiet-window": "2s",
+        "hook-timeout": "4s",
+        "drain-timeout": "1s",
+        "margin": "9s",
+        "port": 7980,
+        "sidecar-mode": "native",
+        "auto-upgrade": True,
+        "quiet-epsilon": 0.01,
+    }
+    assert sorted(given) == sorted(plan.DEFAULTS_KEYS)
+    base = plan.PlanDefaults()
+    changed = set()
+    for key, value in given.items():
+        one = plan.parse_defaults({key: value})
+        fields = {
+            f for f in dataclasses.fields(one) if getattr(one, f.name) != getattr(base, f.name)
+        }
+        assert len(fields) == 1, key
+        changed |= {f.name for f in fields}
+    assert changed == {f.name for f in dataclasses.fields(base)}

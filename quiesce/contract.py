@@ -1,0 +1,39 @@
+"""The contract between the pod template and the sidecar, written once.
+
+:mod:`quiesce.template` writes these into the pod (the sidecar's environment,
+the app's ``preStop`` hook) and :mod:`quiesce.sidecar` reads them; both import
+the names from here, so a rename cannot leave one side behind. The annotation
+keys users write live beside this, in :mod:`quiesce.annotations`. Standard
+library only: the lean sidecar imports it.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- the app's preStop hook: the kubelet calls the sidecar -------------------------
+#: Path of the sidecar's hook endpoint (``preStop: httpGet`` on every target container).
+PRESTOP_PATH: Final = "/prestop"
+#: Header carrying the per-workload token on the kubelet's ``/prestop`` call.
+TOKEN_HEADER: Final = "X-Quiesce-Token"
+
+# --- the sidecar's environment, as the template writes it ---------------------------
+#: The ShutdownPlan as JSON (:func:`quiesce.plan.codec.to_json`).
+PLAN_ENV: Final = "QUIESCE_PLAN"
+#: The value :data:`TOKEN_HEADER` must carry.
+TOKEN_ENV: Final = "QUIESCE_TOKEN"
+#: ``native`` (init container, restartPolicy Always) or ``container``.
+SIDECAR_MODE_ENV: Final = "QUIESCE_SIDECAR_MODE"
+#: ``json`` or ``text``.
+LOG_FORMAT_ENV: Final = "QUIESCE_LOG_FORMAT"
+# Downward API: who and where the pod is.
+POD_NAME_ENV: Final = "POD_NAME"
+POD_NAMESPACE_ENV: Final = "POD_NAMESPACE"
+POD_UID_ENV: Final = "POD_UID"
+POD_IP_ENV: Final = "POD_IP"
+#: The node's address: the kubelet's source, and the default Consul agent's host.
+HOST_IP_ENV: Final = "HOST_IP"
+# Consul, in the names Consul's own CLI reads.
+CONSUL_HTTP_ADDR_ENV: Final = "CONSUL_HTTP_ADDR"
+CONSUL_HTTP_TOKEN_FILE_ENV: Final = "CONSUL_HTTP_TOKEN_FILE"
+CONSUL_CACERT_ENV: Final = "CONSUL_CACERT"
