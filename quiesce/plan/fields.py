@@ -83,7 +83,7 @@ def boolean(name: str, raw: str, errors: list[FieldError]) -> bool | None:
     try:
         return values.parse_bool(raw)
     except ValueError:
-        errors.append(FieldError(name, raw, '"true" or "false"', "is not a boolean"))
+        errors.append(FieldError(name, raw, values.BOOL_EXPECTED, "is not a boolean"))
         return None
 
 

@@ -137,8 +137,8 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.App
     app[SETTINGS] = settings
     app[METRICS] = metrics or Metrics()
     app.cleanup_ctx.append(_sidecar_ctx)
-    app.router.add_route("GET", "/prestop", prestop)
-    app.router.add_route("POST", "/prestop", prestop)
+    app.router.add_route("GET", contract.PRESTOP_PATH, prestop)
+    app.router.add_route("POST", contract.PRESTOP_PATH, prestop)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/status", status)

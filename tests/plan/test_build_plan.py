@@ -120,7 +120,8 @@ def test_booleans_as_kubernetes_users_write_them(value: str, expected: bool) -> 
         ),
         (
             {"quiesce.dev/inject": "ture"},
-            'quiesce.dev/inject: "ture" is not a boolean; expected "true" or "false"',
+            'quiesce.dev/inject: "ture" is not a boolean; expected a boolean: '
+            "true/false, yes/no, on/off, 1/0, t/f or y/n",
         ),
         (
             {"quiesce.dev/inject": True},
