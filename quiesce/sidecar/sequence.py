@@ -119,10 +119,6 @@ class Sidecar:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    @property
-    def finished(self) -> bool:
-        return self._task is not None and self._task.done()
-
     def trigger(self, source: str) -> asyncio.Task[Timeline]:
         """Start the sequence, or join the one already started (or finished)."""
         if self._task is None:

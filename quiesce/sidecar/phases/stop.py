@@ -209,9 +209,10 @@ def _send(
 
 
 async def post_shutdown(tl: Timeline, phase: Phase, *, url: str, deadline: float) -> None:
-    """POST the app's shutdown URL (at most 10 s); ends ``phase``."""
-    if url.startswith("/"):
-        url = f"http://127.0.0.1{url}"
+    """POST the app's shutdown URL (at most 10 s); ends ``phase``.
+
+    Always absolute: the plan refuses a relative ``quiesce.dev/shutdown-url``.
+    """
     timeout = max(0.01, min(10.0, deadline - time.monotonic()))
     try:
         async with (
