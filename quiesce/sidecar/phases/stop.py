@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+from quiesce import hookurl
 from quiesce.sidecar import phases, signals
 from quiesce.sidecar.kubeapi import PodFacts
 from quiesce.sidecar.metrics import Metrics
@@ -47,11 +48,12 @@ async def call_kept_hook(
     metrics: Metrics,
 ) -> Outcome:
     """GET the app's own preStop hook, as the kubelet would have; ``ok`` on 2xx/3xx."""
-    host = hook.host or pod_ip or "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    path = hook.path if hook.path.startswith("/") else "/" + hook.path
-    url = f"{(hook.scheme or 'HTTP').lower()}://{host}:{hook.port}{path}"
+    url = hookurl.kept_hook_url(
+        scheme=hook.scheme,
+        host=hook.host or pod_ip or "127.0.0.1",  # no host: the pod IP, as the kubelet calls it
+        port=hook.port,
+        path=hook.path,
+    )
     phase = tl.begin("kept_hook", url=url)
     timeout = max(0.01, min(timeout, deadline - time.monotonic()))
     outcome: Outcome
