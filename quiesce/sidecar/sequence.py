@@ -20,12 +20,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
-from typing import TypeVar
+from collections.abc import Awaitable, Coroutine
+from typing import Any, TypeVar
 
-from quiesce.sidecar.consul_backend import ConsulBackend, PodIdentity
+from quiesce.sidecar import deadlines
+from quiesce.sidecar.consul_backend import ConsulBackend, Instance, PodIdentity
 from quiesce.sidecar.endpointslices import EndpointSliceCheck
-from quiesce.sidecar.kubeapi import KubeClient, KubeError, PodFacts, read_pod
+from quiesce.sidecar.kubeapi import KubeClient, KubeError, PodFacts
 from quiesce.sidecar.metrics import Metrics
 from quiesce.sidecar.phases import converge, deregister, drain, stop
 from quiesce.sidecar.quiet import (
@@ -36,8 +37,8 @@ from quiesce.sidecar.quiet import (
     adaptive_window,
 )
 from quiesce.sidecar.sampler import Sampler
-from quiesce.sidecar.settings import Settings
-from quiesce.sidecar.status import Timeline
+from quiesce.sidecar.settings import KeptHook, Settings
+from quiesce.sidecar.status import Outcome, Timeline
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -54,8 +55,8 @@ class Sidecar:
         observer: TrafficObserver | None = None,
     ) -> None:
         self.settings = settings
+        self.plan = plan = settings.plan
         self.metrics = metrics or Metrics()
-        plan = settings.plan
         self.traffic = TrafficFilter(
             sidecar_port=plan.port,
             host_ip=settings.host_ip,
@@ -140,43 +141,29 @@ class Sidecar:
     # --- the sequence --------------------------------------------------------
 
     async def _run(self, tl: Timeline) -> Timeline:
-        plan = self.settings.plan
         try:
-            # The pod's own grace (shorter after an eviction or --grace-period) is read
-            # while deregistration runs on the plan's deadline: leaving Consul never waits
-            # for the API server.
-            facts_task = asyncio.create_task(self._pod_facts(tl), name="quiesce-pod")
-            deadline = self._plan_deadline(tl)
+            # the pod (its own grace) is read while deregistration runs on the plan's deadline
+            facts_task = asyncio.create_task(self._read_pod(tl), name="quiesce-pod")
+            deadline = deadlines.from_plan(
+                tl, grace_period_seconds=self.plan.grace_period_seconds, margin=self.plan.margin
+            )
             window, rate = await self._quiet_window(tl, deadline)
             tracker = QuietTracker(started=time.monotonic())
             self.sampler.track(tracker)  # sample fast from now on
             es = self._endpointslice_check()
             es_task = asyncio.create_task(es.run(deadline), name="quiesce-endpointslices")
             try:
-                instances = await deregister.leave_consul(
-                    tl,
-                    deadline=deadline,
-                    consul=self.consul,
-                    timeout=plan.deregister_timeout,
-                    metrics=self.metrics,
-                )
+                instances = await self._deregister(tl, deadline)
                 facts = await facts_task
-                deadline = self._pod_deadline(tl, deadline, facts)
-                await converge.wait_for_load_balancers(
+                deadline = self._shortened_for_pod(tl, deadline, facts)
+                await self._converge(
                     tl,
-                    deadline=deadline,
-                    floor=plan.converge_min,
-                    ceiling=plan.converge_max,
-                    reserve=self._reserve_after_convergence(),
-                    poll_interval=self.settings.poll_interval,
+                    deadline,
+                    tracker=tracker,
+                    es=es,
+                    instances=instances,
                     window=window,
                     rate=rate,
-                    tracker=tracker,
-                    sampler=self.sampler,
-                    endpointslices=es,
-                    consul=self.consul,
-                    instances=instances,
-                    metrics=self.metrics,
                 )
             finally:
                 for task in (es_task, facts_task):
@@ -184,38 +171,10 @@ class Sidecar:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
             # each later phase runs even when one before it failed unexpectedly
-            if plan.kept_hook is not None:
-                kept_hook = stop.call_kept_hook(
-                    tl,
-                    deadline=deadline,
-                    hook=plan.kept_hook,
-                    timeout=plan.kept_hook_timeout,
-                    pod_ip=self.settings.pod_ip,
-                    metrics=self.metrics,
-                )
-                await _guarded(tl, "kept_hook", kept_hook)
-            signal_app = stop.signal_app(
-                tl,
-                deadline=deadline,
-                signal=plan.signal,
-                shutdown_url=plan.shutdown_url,
-                facts=facts,
-                container_ids=self.settings.app_container_ids,
-                containers=tuple(plan.containers),
-                proc_root=self.settings.proc_root,
-                metrics=self.metrics,
-            )
-            signalled = await _guarded(tl, "signal", signal_app) or stop.Signalled("")
-            hold_hook = drain.hold_hook(
-                tl,
-                deadline=deadline,
-                pids=signalled.pids,
-                timeout=plan.drain_timeout,
-                traffic=self.traffic,
-                poll_interval=self.settings.poll_interval,
-                metrics=self.metrics,
-            )
-            await _guarded(tl, "drain", hold_hook)
+            if self.plan.kept_hook is not None:
+                await _guarded(tl, "kept_hook", self._kept_hook(tl, deadline, self.plan.kept_hook))
+            signalled = await _guarded(tl, "signal", self._signal(tl, deadline, facts))
+            await _guarded(tl, "drain", self._drain(tl, deadline, signalled or stop.Signalled("")))
         except Exception as exc:  # never leave /prestop hanging on a bug
             log.exception("Shutdown sequence failed: %s", exc)
             tl.error("sequence", f"{type(exc).__name__}: {exc}")
@@ -232,40 +191,105 @@ class Sidecar:
             )
         return tl
 
-    def _plan_deadline(self, tl: Timeline) -> float:
-        """The deadline from the plan's grace period, until the pod's own is known."""
-        plan = self.settings.plan
-        grace = float(plan.grace_period_seconds)
-        deadline = tl.origin + max(0.0, grace - plan.margin)
-        tl.deadline = deadline
-        tl.grace = {"seconds": grace, "source": "plan", "margin": plan.margin}
-        return deadline
+    # --- each phase with what it needs ----------------------------------------
 
-    def _pod_deadline(self, tl: Timeline, deadline: float, facts: PodFacts | None) -> float:
-        """The shorter deadline when the pod's ``deletionGracePeriodSeconds`` is shorter."""
-        plan = self.settings.plan
-        pod_grace = facts.deletion_grace_period if facts else None
-        if pod_grace is None or pod_grace >= float(plan.grace_period_seconds):
-            return deadline
-        deadline = tl.origin + max(0.0, pod_grace - plan.margin)
-        tl.deadline = deadline
-        tl.grace = {
-            "seconds": float(pod_grace),
-            "source": "deletionGracePeriodSeconds",
-            "margin": plan.margin,
-        }
-        log.info(
-            "The pod's deletionGracePeriodSeconds %d s is shorter than the plan's "
-            "%d s: deadline in %.1f s.",
-            pod_grace,
-            plan.grace_period_seconds,
-            deadline - time.monotonic(),
+    def _read_pod(self, tl: Timeline) -> Coroutine[Any, Any, PodFacts | None]:
+        return deadlines.read_pod_facts(
+            tl, kube=self.kube, namespace=self.settings.pod_namespace, name=self.settings.pod_name
         )
-        return deadline
+
+    def _shortened_for_pod(self, tl: Timeline, deadline: float, facts: PodFacts | None) -> float:
+        return deadlines.shortened_for_pod(
+            tl,
+            deadline,
+            pod_grace=facts.deletion_grace_period if facts else None,
+            grace_period_seconds=self.plan.grace_period_seconds,
+            margin=self.plan.margin,
+        )
+
+    def _deregister(self, tl: Timeline, deadline: float) -> Coroutine[Any, Any, list[Instance]]:
+        return deregister.leave_consul(
+            tl,
+            deadline=deadline,
+            consul=self.consul,
+            timeout=self.plan.deregister_timeout,
+            metrics=self.metrics,
+        )
+
+    def _converge(
+        self,
+        tl: Timeline,
+        deadline: float,
+        *,
+        tracker: QuietTracker,
+        es: EndpointSliceCheck,
+        instances: list[Instance],
+        window: float,
+        rate: float,
+    ) -> Coroutine[Any, Any, str]:
+        # the kept hook and the drain keep their time before the deadline
+        reserve = self.plan.kept_hook_timeout if self.plan.kept_hook is not None else 0.0
+        reserve += max(0.0, self.plan.drain_timeout)
+        return converge.wait_for_load_balancers(
+            tl,
+            deadline=deadline,
+            floor=self.plan.converge_min,
+            ceiling=self.plan.converge_max,
+            reserve=reserve,
+            poll_interval=self.settings.poll_interval,
+            window=window,
+            rate=rate,
+            tracker=tracker,
+            sampler=self.sampler,
+            endpointslices=es,
+            consul=self.consul,
+            instances=instances,
+            metrics=self.metrics,
+        )
+
+    def _kept_hook(
+        self, tl: Timeline, deadline: float, hook: KeptHook
+    ) -> Coroutine[Any, Any, Outcome]:
+        return stop.call_kept_hook(
+            tl,
+            deadline=deadline,
+            hook=hook,
+            timeout=self.plan.kept_hook_timeout,
+            pod_ip=self.settings.pod_ip,
+            metrics=self.metrics,
+        )
+
+    def _signal(
+        self, tl: Timeline, deadline: float, facts: PodFacts | None
+    ) -> Coroutine[Any, Any, stop.Signalled]:
+        return stop.signal_app(
+            tl,
+            deadline=deadline,
+            signal=self.plan.signal,
+            shutdown_url=self.plan.shutdown_url,
+            facts=facts,
+            container_ids=self.settings.app_container_ids,
+            containers=tuple(self.plan.containers),
+            proc_root=self.settings.proc_root,
+            metrics=self.metrics,
+        )
+
+    def _drain(
+        self, tl: Timeline, deadline: float, signalled: stop.Signalled
+    ) -> Coroutine[Any, Any, Outcome]:
+        return drain.hold_hook(
+            tl,
+            deadline=deadline,
+            pids=signalled.pids,
+            timeout=self.plan.drain_timeout,
+            traffic=self.traffic,
+            poll_interval=self.settings.poll_interval,
+            metrics=self.metrics,
+        )
 
     async def _quiet_window(self, tl: Timeline, deadline: float) -> tuple[float, float]:
         """The adaptive quiet window and the inbound rate λ it was computed from."""
-        plan = self.settings.plan
+        plan = self.plan
         await self.sampler.sample_once()  # the traffic since the last idle sample counts too
         rate = self.sampler.estimator.rate(time.monotonic())
         window = adaptive_window(
@@ -286,16 +310,6 @@ class Sidecar:
         )
         return window, rate
 
-    def _reserve_after_convergence(self) -> float:
-        """Seconds the kept hook and the drain need before the deadline."""
-        plan = self.settings.plan
-        reserve = 0.0
-        if plan.kept_hook is not None:
-            reserve += plan.kept_hook_timeout
-        if plan.drain_timeout > 0:
-            reserve += plan.drain_timeout
-        return reserve
-
     def _endpointslice_check(self) -> EndpointSliceCheck:
         return EndpointSliceCheck(
             client=self.kube,
@@ -305,21 +319,6 @@ class Sidecar:
             pod_ip=self.settings.pod_ip,
             give_up_after=max(self.settings.kube.timeout * 2, 1.0),
         )
-
-    async def _pod_facts(self, tl: Timeline) -> PodFacts | None:
-        if self.kube is None or not self.settings.pod_name:
-            return None
-        try:
-            return await read_pod(
-                self.kube,
-                namespace=self.settings.pod_namespace,
-                name=self.settings.pod_name,
-                timeout=min(self.settings.kube.timeout, 1.0),
-            )
-        except KubeError as exc:
-            tl.warn("deadline", f"could not read the pod, using the plan's grace period: {exc}")
-            log.warning("Could not read pod %s: %s", self.settings.pod_name, exc)
-            return None
 
 
 async def _guarded(tl: Timeline, name: str, step: Awaitable[T]) -> T | None:
