@@ -23,6 +23,7 @@ import time
 from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
+from quiesce import hookurl
 from quiesce.sidecar import deadlines
 from quiesce.sidecar.consul_backend import ConsulBackend, Instance, PodIdentity
 from quiesce.sidecar.endpointslices import EndpointSliceCheck
@@ -37,7 +38,7 @@ from quiesce.sidecar.quiet import (
     adaptive_window,
 )
 from quiesce.sidecar.sampler import Sampler
-from quiesce.sidecar.settings import KeptHook, Settings
+from quiesce.sidecar.settings import Settings
 from quiesce.sidecar.status import Outcome, Timeline
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ class Sidecar:
                         await task
             # each later phase runs even when one before it failed unexpectedly
             if self.plan.kept_hook is not None:
-                await _guarded(tl, "kept_hook", self._kept_hook(tl, deadline, self.plan.kept_hook))
+                await _guarded(tl, "kept_hook", self._kept_hook(tl, deadline))
             signalled = await _guarded(tl, "signal", self._signal(tl, deadline, facts))
             await _guarded(tl, "drain", self._drain(tl, deadline, signalled or stop.Signalled("")))
         except Exception as exc:  # never leave /prestop hanging on a bug
@@ -247,15 +248,21 @@ class Sidecar:
             metrics=self.metrics,
         )
 
-    def _kept_hook(
-        self, tl: Timeline, deadline: float, hook: KeptHook
-    ) -> Coroutine[Any, Any, Outcome]:
+    def _kept_hook(self, tl: Timeline, deadline: float) -> Coroutine[Any, Any, Outcome]:
+        hook = self.plan.kept_hook
+        assert hook is not None
+        url = hookurl.kept_hook_url(
+            scheme=hook.scheme,
+            host=hook.host or self.settings.pod_ip or "127.0.0.1",  # the pod IP, as the kubelet
+            port=hook.port,
+            path=hook.path,
+        )
         return stop.call_kept_hook(
             tl,
             deadline=deadline,
-            hook=hook,
+            url=url,
+            headers=hook.headers,
             timeout=self.plan.kept_hook_timeout,
-            pod_ip=self.settings.pod_ip,
             metrics=self.metrics,
         )
 

@@ -20,11 +20,9 @@ from typing import Any
 
 import aiohttp
 
-from quiesce import hookurl
 from quiesce.sidecar import phases, signals
 from quiesce.sidecar.kubeapi import PodFacts
 from quiesce.sidecar.metrics import Metrics
-from quiesce.sidecar.settings import KeptHook
 from quiesce.sidecar.status import Outcome, Phase, Timeline
 
 log = phases.log
@@ -42,18 +40,16 @@ async def call_kept_hook(
     tl: Timeline,
     *,
     deadline: float,
-    hook: KeptHook,
+    url: str,
+    headers: Any,
     timeout: float,
-    pod_ip: str,
     metrics: Metrics,
 ) -> Outcome:
-    """GET the app's own preStop hook, as the kubelet would have; ``ok`` on 2xx/3xx."""
-    url = hookurl.kept_hook_url(
-        scheme=hook.scheme,
-        host=hook.host or pod_ip or "127.0.0.1",  # no host: the pod IP, as the kubelet calls it
-        port=hook.port,
-        path=hook.path,
-    )
+    """GET the app's own preStop hook, as the kubelet would have; ``ok`` on 2xx/3xx.
+
+    ``url`` from :func:`quiesce.hookurl.kept_hook_url`; ``headers`` the hook's
+    httpHeaders, in any shape the plan stores them.
+    """
     phase = tl.begin("kept_hook", url=url)
     timeout = max(0.01, min(timeout, deadline - time.monotonic()))
     outcome: Outcome
@@ -62,7 +58,7 @@ async def call_kept_hook(
             aiohttp.ClientSession() as session,
             session.get(
                 url,
-                headers=_headers(hook.headers),
+                headers=_headers(headers),
                 timeout=aiohttp.ClientTimeout(total=timeout),
                 ssl=False,
             ) as resp,
