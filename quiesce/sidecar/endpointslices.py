@@ -57,8 +57,6 @@ class EndpointSliceCheck:
     reason: str = ""
     slices: dict[str, bool] = field(default_factory=dict)
     """Slice name -> lists us as ready."""
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    not_ready_at: float | None = None
 
     @property
     def path(self) -> str:
@@ -67,7 +65,6 @@ class EndpointSliceCheck:
     def _skip(self, reason: str) -> None:
         self.state = "skipped"
         self.reason = reason
-        self.changed.set()
         log.warning("EndpointSlice check skipped: %s", reason, extra={"reason": reason})
 
     def _evaluate(self) -> None:
@@ -76,9 +73,7 @@ class EndpointSliceCheck:
         if new != self.state:
             self.state = new
             if new == "not_ready":
-                self.not_ready_at = time.monotonic()
                 self.reason = "endpoints not ready" if self.slices else "pod is in no EndpointSlice"
-            self.changed.set()
 
     def _update(self, obj: dict[str, Any], deleted: bool = False) -> None:
         name = (obj.get("metadata") or {}).get("name", "")

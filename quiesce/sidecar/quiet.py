@@ -138,10 +138,6 @@ class TrafficObserver:
         # listening ports of the last sample: the next dump decodes only their sockets
         self._ports: frozenset[int] | None = None
 
-    @property
-    def primed(self) -> bool:
-        return self._opens_base is not None
-
     def sample(self) -> Activity:
         """Take one sample (blocking); the first one only sets the baseline."""
         opens = self._passive_opens()  # read before the table: see _unattributed
@@ -256,13 +252,11 @@ class QuietTracker:
         self.started = started
         self.last_activity = started
         self.new_connections = 0
-        self.events = 0
         self.samples = 0
 
     def add(self, activity: Activity) -> None:
         self.samples += 1
         self.new_connections += activity.new_connections + activity.unseen_opens
-        self.events += activity.events
         if activity.active:
             self.last_activity = activity.at
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 import time
 
-from quiesce.sidecar import drain, inet_diag
+from quiesce.sidecar import inet_diag
+from quiesce.sidecar.phases import drain
 from quiesce.sidecar.quiet import TrafficFilter
 
 
