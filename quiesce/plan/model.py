@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from quiesce import annotations as keys
-from quiesce import contract, durations, values
+from quiesce import contract, durations, hookurl, values
 
 #: Serialised plan format; the sidecar refuses a plan whose version it does not know.
 FORMAT_VERSION: Final = 1
@@ -113,8 +113,9 @@ class KeptHook:
 
     def url(self) -> str:
         """The URL the sidecar calls, with ``<pod-ip>`` when no host is set."""
-        host = self.host or "<pod-ip>"
-        return f"{self.scheme.lower()}://{host}:{self.port}{self.path}"
+        return hookurl.kept_hook_url(
+            scheme=self.scheme, host=self.host or "<pod-ip>", port=self.port, path=self.path
+        )
 
 
 @dataclasses.dataclass(frozen=True)
