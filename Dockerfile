@@ -15,6 +15,8 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/quiesce
 WORKDIR /src
 # Metadata first, so a code change does not invalidate the dependency layer's inputs.
+# The product only: the test rig (quiesce/rig/) is not in the build context
+# (.dockerignore) nor in the wheel `pip install .` builds (pyproject.toml excludes it).
 COPY pyproject.toml README.md ./
 COPY quiesce ./quiesce
 RUN /opt/quiesce/bin/pip install --no-compile . \

@@ -4,180 +4,35 @@ Some hazards only show when objects are read together: a Service decides
 which containers serve traffic (QL003) and which load balancer a pod must
 outlive (QL005), a mounted ConfigMap may carry an app's shutdown timeout
 (QL006). So the run first indexes Services, Ingresses, TargetGroupBindings
-and ConfigMaps, then checks each workload against that index.
+and ConfigMaps (:mod:`quiesce.lint.references`), then checks each workload
+against that index here; ``quiesce.dev/lint-ignore`` (QL000) is read by
+:mod:`quiesce.lint.ignores`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Iterator, Sequence
+from typing import Final
 
 from quiesce import annotations as keys
-from quiesce.lint import commands, findings, images, loader, rules, timeparse, workloads
-from quiesce.lint.workloads import mapping, sequence, string_map, text
+from quiesce.lint import (
+    commands,
+    findings,
+    ignores,
+    images,
+    loader,
+    references,
+    rules,
+    timeparse,
+    workloads,
+)
+from quiesce.lint.workloads import mapping, sequence, text
 
-_AWS_SVC: Final = "service.beta.kubernetes.io/"
-_ALB: Final = "alb.ingress.kubernetes.io/"
-_DEREGISTRATION = re.compile(r"deregistration_delay\.timeout_seconds\s*=\s*(\d+)")
 _CONSUL_PREFIX: Final = "consul.hashicorp.com/"
 _CONSUL_ENV = re.compile(r"(?:^|_)CONSUL(?:_HTTP)?_(?:ADDR|ADDRESS|HOST|URL|ENDPOINT|AGENT\w*)$")
 _QUIT: Final = frozenset({"SIGQUIT", "QUIT", "3"})
-
-
-@dataclasses.dataclass(frozen=True)
-class LoadBalancer:
-    """What a load balancer in front of a Service needs from a terminating pod."""
-
-    seconds: float
-    description: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Service:
-    ref: findings.ObjectRef
-    selector: Mapping[str, str]
-    target_ports: tuple[int | str, ...]
-    annotations: Mapping[str, str]
-
-
-@dataclasses.dataclass
-class Index:
-    """Objects that other objects refer to, gathered before any workload is checked."""
-
-    services_by_label: dict[tuple[str, str], list[Service]] = dataclasses.field(
-        default_factory=dict
-    )
-    load_balancers: dict[str, dict[str | None, list[LoadBalancer]]] = dataclasses.field(
-        default_factory=dict
-    )
-    """Service name -> namespace -> load balancers in front of it."""
-    config_maps: dict[tuple[str | None, str], str] = dataclasses.field(default_factory=dict)
-
-    def add(self, obj: Mapping[str, Any]) -> None:
-        kind = obj.get("kind")
-        metadata = mapping(obj.get("metadata"))
-        namespace = text(metadata.get("namespace")) or None
-        name = text(metadata.get("name"))
-        if kind == "Service":
-            self._add_service(obj, namespace, name)
-        elif kind == "Ingress":
-            self._add_ingress(obj, namespace)
-        elif kind == "TargetGroupBinding":
-            spec = mapping(obj.get("spec"))
-            service = text(mapping(spec.get("serviceRef")).get("name"))
-            if text(spec.get("targetType")) == "ip" and service:
-                lb = LoadBalancer(rules.AWS_IP_TARGET_SECONDS, "an AWS target group (IP targets)")
-                self._lb(namespace, service, lb)
-        elif kind == "ConfigMap":
-            data = mapping(obj.get("data"))
-            self.config_maps[(namespace, name)] = "\n".join(text(v) for v in data.values())
-
-    def _add_service(self, obj: Mapping[str, Any], namespace: str | None, name: str) -> None:
-        spec = mapping(obj.get("spec"))
-        ann = string_map(mapping(obj.get("metadata")).get("annotations"))
-        ports: list[int | str] = []
-        for port in sequence(spec.get("ports")):
-            port = mapping(port)
-            target = port.get("targetPort", port.get("port"))
-            if isinstance(target, int | str) and not isinstance(target, bool):
-                ports.append(target)
-        selector = string_map(spec.get("selector"))
-        ref = findings.ObjectRef("Service", name or "<unnamed>", namespace)
-        if selector:
-            first = min(selector.items())
-            service = Service(ref, selector, tuple(ports), ann)
-            self.services_by_label.setdefault(first, []).append(service)
-        nlb_ip = (
-            ann.get(_AWS_SVC + "aws-load-balancer-nlb-target-type", "").lower() == "ip"
-            or ann.get(_AWS_SVC + "aws-load-balancer-type", "").lower() == "nlb-ip"
-        )
-        if nlb_ip:
-            tuned = _deregistration(ann.get(_AWS_SVC + "aws-load-balancer-target-group-attributes"))
-            self._lb(namespace, name, _aws("an AWS NLB with IP targets", tuned))
-        if ann.get(_ALB + "target-type", "").lower() == "ip":
-            tuned = _deregistration(ann.get(_ALB + "target-group-attributes"))
-            self._lb(namespace, name, _aws("an AWS ALB with IP targets", tuned))
-        if _uses_neg(ann.get("cloud.google.com/neg", "")):
-            lb = LoadBalancer(rules.GKE_NEG_SECONDS, "a GKE NEG (container-native load balancing)")
-            self._lb(namespace, name, lb)
-
-    def _add_ingress(self, obj: Mapping[str, Any], namespace: str | None) -> None:
-        ann = string_map(mapping(obj.get("metadata")).get("annotations"))
-        if ann.get(_ALB + "target-type", "").lower() != "ip":
-            return
-        tuned = _deregistration(ann.get(_ALB + "target-group-attributes"))
-        lb = _aws("an AWS ALB with IP targets", tuned)
-        for service in _ingress_backends(mapping(obj.get("spec"))):
-            self._lb(namespace, service, lb)
-
-    def _lb(self, namespace: str | None, service: str, lb: LoadBalancer) -> None:
-        self.load_balancers.setdefault(service, {}).setdefault(namespace, []).append(lb)
-
-    def selecting(self, workload: workloads.Workload) -> list[Service]:
-        """Services whose selector matches the pod template's labels.
-
-        Indexed by each selector's first label, so 10,000 objects are not a
-        quadratic scan of every Service for every workload.
-        """
-        found: list[Service] = []
-        for item in workload.pod_labels.items():
-            for s in self.services_by_label.get(item, ()):
-                if _same_namespace(s.ref.namespace, workload.ref.namespace) and all(
-                    workload.pod_labels.get(k) == v for k, v in s.selector.items()
-                ):
-                    found.append(s)
-        return found
-
-    def load_balancers_of(self, service: Service) -> list[LoadBalancer]:
-        found: list[LoadBalancer] = []
-        for namespace, lbs in self.load_balancers.get(service.ref.name, {}).items():
-            if _same_namespace(namespace, service.ref.namespace):
-                found.extend(lbs)
-        return found
-
-
-def _aws(what: str, tuned: float | None) -> LoadBalancer:
-    if tuned is None:
-        return LoadBalancer(rules.AWS_IP_TARGET_SECONDS, f"{what} (deregistration >= 120 s)")
-    return LoadBalancer(tuned, f"{what} (deregistration_delay.timeout_seconds={tuned:g})")
-
-
-def _uses_neg(value: str) -> bool:
-    """``cloud.google.com/neg: '{"ingress": true}'`` or standalone ``exposed_ports``."""
-    try:
-        parsed = json.loads(value) if value else None
-    except ValueError:
-        return False
-    return isinstance(parsed, dict) and (
-        parsed.get("ingress") is True or bool(parsed.get("exposed_ports"))
-    )
-
-
-def _deregistration(attributes: str | None) -> float | None:
-    match = _DEREGISTRATION.search(attributes or "")
-    return float(match.group(1)) if match else None
-
-
-def _ingress_backends(spec: Mapping[str, Any]) -> Iterator[str]:
-    backends = [mapping(spec.get("defaultBackend")), mapping(spec.get("backend"))]
-    for rule in sequence(spec.get("rules")):
-        for path in sequence(mapping(mapping(rule).get("http")).get("paths")):
-            backends.append(mapping(mapping(path).get("backend")))
-    for backend in backends:
-        name = text(mapping(backend.get("service")).get("name")) or text(backend.get("serviceName"))
-        if name:
-            yield name
-
-
-def _same_namespace(a: str | None, b: str | None) -> bool:
-    """Objects without a namespace land wherever they are applied: assume together."""
-    return a is None or b is None or a == b
-
-
-# --- the checks ---------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +50,7 @@ class Grace:
 class Checker:
     """Runs every manifest rule on one workload, building findings with locations."""
 
-    index: Index
+    index: references.Index
     workload: workloads.Workload
     out: list[findings.Finding] = dataclasses.field(default_factory=list)
 
@@ -310,7 +165,7 @@ class Checker:
         )
 
     # QL003
-    def readiness(self, services: Sequence[Service]) -> None:
+    def readiness(self, services: Sequence[references.Service]) -> None:
         if not services:
             return
         for c in self.workload.containers:
@@ -369,7 +224,7 @@ class Checker:
         )
 
     # QL005
-    def load_balancer(self, services: Sequence[Service], grace: Grace | None) -> None:
+    def load_balancer(self, services: Sequence[references.Service], grace: Grace | None) -> None:
         w = self.workload
         for service in services:
             for lb in self.index.load_balancers_of(service):
@@ -538,7 +393,7 @@ def _hook_seconds(c: workloads.Container) -> tuple[float | None, loader.FieldPat
     return commands.visible_sleep(argv), (*base, "exec", "command")
 
 
-def _serves(service: Service, numbers: set[int], names: set[str]) -> bool:
+def _serves(service: references.Service, numbers: set[int], names: set[str]) -> bool:
     if not service.target_ports:
         return True
     return any(p in numbers if isinstance(p, int) else p in names for p in service.target_ports)
@@ -548,67 +403,16 @@ def check(
     manifests: Sequence[loader.Manifest],
 ) -> tuple[list[findings.Finding], list[findings.InputError]]:
     """Every manifest rule over a set of objects read together."""
-    index = Index()
+    index = references.Index()
     for manifest in manifests:
         index.add(manifest.obj)
     out: list[findings.Finding] = []
     errors: list[findings.InputError] = []
     for manifest in manifests:
-        ignored, unknown = _ignored(manifest)
+        ignored, unknown = ignores.ignored(manifest)
         out.extend(unknown)
         workload = workloads.workload_of(manifest, errors)
         if workload is None:
             continue
         out.extend(f for f in Checker(index, workload).run() if f.rule_id not in ignored)
     return out, errors
-
-
-def _ignored(manifest: loader.Manifest) -> tuple[frozenset[str], list[findings.Finding]]:
-    """Rule IDs suppressed on this object; unknown IDs become QL000 findings."""
-    obj = manifest.obj
-    kind = text(obj.get("kind"))
-    metadata = mapping(obj.get("metadata"))
-    sources: list[tuple[loader.FieldPath, object]] = [
-        (("metadata", "annotations"), metadata.get("annotations"))
-    ]
-    template_meta: tuple[str, ...] = ("spec", "template", "metadata")
-    if kind == "CronJob":
-        template_meta = ("spec", "jobTemplate", "spec", "template", "metadata")
-    elif kind == "PodTemplate":
-        template_meta = ("template", "metadata")
-    if kind != "Pod":
-        node: object = obj
-        for part in template_meta:
-            node = mapping(node).get(part)
-        sources.append(((*template_meta, "annotations"), mapping(node).get("annotations")))
-    ignored: set[str] = set()
-    unknown: list[findings.Finding] = []
-    ref = findings.ObjectRef(
-        kind or "<no kind>",
-        text(metadata.get("name")) or "<unnamed>",
-        text(metadata.get("namespace")) or None,
-    )
-    for base, raw in sources:
-        value = string_map(raw).get(keys.LINT_IGNORE)
-        if value is None:
-            continue
-        path = (*base, keys.LINT_IGNORE)
-        for item in (part.strip().upper() for part in value.split(",")):
-            if not item:
-                continue
-            if item in rules.RULES and item != "QL000":
-                ignored.add(item)
-                continue
-            unknown.append(
-                findings.Finding(
-                    rule_id="QL000",
-                    severity=rules.RULES["QL000"].severity,
-                    obj=ref,
-                    container=None,
-                    field=workloads.field_name(path),
-                    message=f"{item!r} is not a quiesce lint rule",
-                    fix=rules.RULES["QL000"].fix,
-                    location=findings.Location(manifest.location.path, manifest.line_of(path)),
-                )
-            )
-    return frozenset(ignored), unknown

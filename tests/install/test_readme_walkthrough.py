@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from e2e import outcomes
 
 from install import chartkit, readme
 from quiesce.rig import consul, haproxy, loadgen, rig, rollout
@@ -94,6 +95,7 @@ def test_the_walkthrough_as_written(running_cluster: rig.Rig, tmp_path: Path) ->
         r.kubectl("apply", "-f", "-", input=yaml.safe_dump(users_deployment()))
         lb = r.load_balancer("web", PROFILE, port=8899)
         rollout.wait_for_lb(lb, watch.poll, count=3, injected=False, timeout=120)
+        uninjected = set(watch.seen)
 
         # Annotate it: injected, evented, rolled.
         out = "".join(shell.run(block, timeout=240) for block in annotate)
@@ -114,24 +116,25 @@ def test_the_walkthrough_as_written(running_cluster: rig.Rig, tmp_path: Path) ->
             rollout.wait_for_lb(lb, watch.poll, count=3, injected=True, timeout=120)
             time.sleep(2 * IDLE_SAMPLE_INTERVAL + 1)
             live = shell.run(live_status)
-            deleted_at = time.monotonic()
             terminating = shell.run(terminating_status, timeout=120)
             print(live, terminating)
-            gone_after = time.monotonic() - deleted_at
             metrics = shell.run(operator_metrics)
             rollout.wait_for_lb(lb, watch.poll, count=3, injected=True, timeout=120)
         time.sleep(2)
         summary = loadgen.summarise(load.stop())
         assert summary.sent >= 100 and summary.failed == 0, summary
 
-        # Each injected pod stopped when its traffic had, well before its grace period.
+        # Each injected pod stopped when its traffic had: its sidecar converged on what it
+        # saw (not its ceiling), the hook returned, the app exited on its signal (the
+        # seconds are printed; they are a measurement, not this test's bound).
         stopped = {
-            name: watch.gone_at[name] - watch.terminating_since[name]
+            name: round(watch.gone_at[name] - watch.terminating_since[name], 1)
             for name in injected if name in watch.gone_at
         }  # fmt: skip
+        print(f"seconds from deletion to gone: {stopped}")
         assert len(stopped) == 3, (injected, watch.gone_at)
-        assert max(stopped.values()) < GRACE - 10, stopped
-        assert gone_after < GRACE - 10
+        with_sidecar = set(watch.gone_at) - uninjected
+        outcomes.assert_stopped_as_planned(r, "default", with_sidecar, busy=True)
 
         # /status: idle while running, with the traffic it sees; the timeline while stopping.
         idle = first_json(live)

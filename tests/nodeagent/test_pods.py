@@ -547,7 +547,6 @@ def test_a_rollout_restart_replaces_every_pod_through_graceful_termination(
     cluster.apply(deployment)
     cluster.kubectl("rollout", "status", "deployment/roll", "--timeout=60s")
     before = {p["metadata"]["uid"] for p in cluster.pods("app=roll")}
-    started = time.monotonic()
     cluster.kubectl("rollout", "restart", "deployment/roll")
     cluster.kubectl("rollout", "status", "deployment/roll", "--timeout=90s")
 
@@ -556,7 +555,7 @@ def test_a_rollout_restart_replaces_every_pod_through_graceful_termination(
         fresh = [p for p in pods if p["metadata"]["uid"] not in before]
         return pods if len(pods) == 3 and len(fresh) == 3 else None
 
+    # The rollout's --timeout and this wait are guards, not bounds: 3 new pods, no old one.
     pods = eventually(replaced, timeout=30, what="3 new pods and no old one")
-    assert time.monotonic() - started < 60
     assert all(p["status"]["phase"] == "Running" for p in pods)
     cluster.kubectl("delete", "deployment", "roll", "--wait=false")

@@ -3,7 +3,9 @@
 Every container here is sigscript.py: it logs each signal it gets with a
 timestamp, so the tests read when the preStop hook ran, when the stop signal
 came and whether SIGKILL ended it. Times are measured from the moment the
-API server accepted the deletion; tolerances allow for 2 busy cores.
+API server accepted the deletion: each event must come no sooner than the
+kubelet's sequence says, and before the time of the behaviour it rules out
+(ordering, not a tolerance for 2 busy cores; see ``on_time``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pytest
 from .conftest import read_log
 from .helpers import Cluster, eventually, sig_container
 
-SLACK = 0.8
+EARLY = 0.5  # seconds
 
 
 def first(log: Path, event: str, **match: Any) -> dict[str, Any]:
@@ -41,8 +43,16 @@ def started(cluster: Cluster, name: str, *logs: Path) -> None:
         eventually(lambda log=log: has(log, "start"), what=f"{log.name} started")
 
 
-def near(value: float, expected: float, slack: float = SLACK) -> bool:
-    return expected - 0.2 <= value <= expected + slack
+def on_time(value: float, due: float, *, before: float) -> bool:
+    """Not early, and before what a wrong sequence would have taken.
+
+    ``due``: when the kubelet's sequence says it happens (the agent must not act
+    sooner; ``EARLY`` allows for the test's own clock starting after the API server
+    accepted the deletion). ``before``: the time of the behaviour this rules out (the
+    grace that must not apply, a serial kill, the next event), never a tolerance
+    for a busy machine: a late agent on 2 shared cores is not a wrong agent.
+    """
+    return due - EARLY <= value < before
 
 
 def test_the_grace_period_is_the_deletion_grace_period_when_set(cluster: Cluster) -> None:
@@ -53,9 +63,9 @@ def test_the_grace_period_is_the_deletion_grace_period_when_set(cluster: Cluster
     t0 = cluster.delete("p", "--grace-period=3")
     gone = cluster.wait_gone("p")
     term = first(log, "signal", signal="SIGTERM")
-    assert near(term["t"] - t0, 0)
+    assert on_time(term["t"] - t0, 0, before=3)
     assert not has(log, "exit"), "a process that ignores SIGTERM is SIGKILLed"
-    assert near(gone - t0, 3, 1.5)
+    assert on_time(gone - t0, 3, before=30)  # not the spec's 30 s
 
 
 def test_the_grace_period_is_the_specs_when_the_deletion_sets_none(cluster: Cluster) -> None:
@@ -69,8 +79,8 @@ def test_the_grace_period_is_the_specs_when_the_deletion_sets_none(cluster: Clus
     # Ask the API server directly (no kubectl default), so only the spec decides.
     t0 = cluster.delete("p")
     gone = cluster.wait_gone("p")
-    assert near(first(log, "signal", signal="SIGTERM")["t"] - t0, 0)
-    assert near(gone - t0, 3, 1.5)
+    assert on_time(first(log, "signal", signal="SIGTERM")["t"] - t0, 0, before=3)
+    assert on_time(gone - t0, 3, before=30)  # not a 30 s default
 
 
 def test_every_containers_kill_starts_in_parallel(cluster: Cluster) -> None:
@@ -92,8 +102,7 @@ def test_every_containers_kill_starts_in_parallel(cluster: Cluster) -> None:
     ta = first(a, "signal", signal="SIGTERM")["t"] - t0
     tb = first(b, "signal", signal="SIGTERM")["t"] - t0
     # both hooks ran at once: both signals come ~2 s in, not 2 s and 4 s
-    assert near(ta, 2) and near(tb, 2)
-    assert abs(ta - tb) < 0.5
+    assert on_time(ta, 2, before=4) and on_time(tb, 2, before=4)
 
 
 def test_a_prestop_httpget_comes_from_the_node_to_the_pod_ip_with_its_headers(
@@ -120,9 +129,10 @@ def test_a_prestop_httpget_comes_from_the_node_to_the_pod_ip_with_its_headers(
     assert hooked["peer"] == cluster.rig.network.host_ip
     assert hooked["headers"]["X-Quiesce-Token"] == "s3cret"
     assert hooked["headers"]["User-Agent"].startswith("kube-lifecycle/")
-    assert near(hooked["t"] - t0, 0)
+    term = first(log, "signal", signal="SIGTERM")["t"]
+    assert on_time(hooked["t"] - t0, 0, before=term - t0)
     # the stop signal waits for the hook's answer (~1 s)
-    assert near(first(log, "signal", signal="SIGTERM")["t"] - t0, 1)
+    assert on_time(term - t0, 1, before=30)
 
 
 def test_a_prestop_exec_runs_inside_the_container(cluster: Cluster) -> None:
@@ -140,7 +150,7 @@ def test_a_prestop_exec_runs_inside_the_container(cluster: Cluster) -> None:
     cluster.wait_gone("p")
     text = out.read_text()
     assert text.startswith("m1 ") and cid in text, text
-    assert near(first(log, "signal", signal="SIGTERM")["t"] - t0, 1)
+    assert on_time(first(log, "signal", signal="SIGTERM")["t"] - t0, 1, before=30)
 
 
 def test_the_hook_time_is_subtracted_from_the_grace(cluster: Cluster) -> None:
@@ -152,9 +162,9 @@ def test_the_hook_time_is_subtracted_from_the_grace(cluster: Cluster) -> None:
     t0 = cluster.delete("p")
     gone = cluster.wait_gone("p")
     # SIGTERM after the 2 s hook; SIGKILL after the 3 s that are left: 5 s in all
-    assert near(first(log, "signal", signal="SIGTERM")["t"] - t0, 2)
+    assert on_time(first(log, "signal", signal="SIGTERM")["t"] - t0, 2, before=5)
     assert not has(log, "exit")
-    assert near(gone - t0, 5, 1.5)
+    assert on_time(gone - t0, 5, before=7)  # 7: the hook not subtracted
 
 
 def test_an_overrunning_hook_leaves_the_two_second_minimum_then_sigkill(cluster: Cluster) -> None:
@@ -166,8 +176,8 @@ def test_an_overrunning_hook_leaves_the_two_second_minimum_then_sigkill(cluster:
     t0 = cluster.delete("p")
     gone = cluster.wait_gone("p")
     # the hook is given up at the grace (3 s), SIGTERM, then the +2 s, then SIGKILL
-    assert near(first(log, "signal", signal="SIGTERM")["t"] - t0, 3)
-    assert near(gone - t0, 5, 1.5)
+    assert on_time(first(log, "signal", signal="SIGTERM")["t"] - t0, 3, before=30)
+    assert on_time(gone - t0, 5, before=30)  # 30: waiting for the hook
 
 
 class _SlowHook(ThreadingHTTPServer):
@@ -230,7 +240,7 @@ def test_a_hook_still_running_at_the_deadline_is_abandoned_not_cancelled(
     started(cluster, "p", log)
     t0 = cluster.delete("p")
     cluster.wait_gone("p")
-    assert near(first(log, "signal", signal="SIGTERM")["t"] - t0, 2)
+    assert on_time(first(log, "signal", signal="SIGTERM")["t"] - t0, 2, before=6)
     eventually(lambda: slow_hook.answered or slow_hook.hung_up, timeout=10, what="hook end")
     # the agent kept the hook's connection open past the deadline and the pod's end
     assert slow_hook.hung_up is None
@@ -245,7 +255,7 @@ def test_a_failed_hook_gives_a_warning_event_and_termination_goes_on(cluster: Cl
     started(cluster, "p", log)
     t0 = cluster.delete("p")
     cluster.wait_gone("p")
-    assert near(first(log, "signal", signal="SIGTERM")["t"] - t0, 0)
+    assert on_time(first(log, "signal", signal="SIGTERM")["t"] - t0, 0, before=20)
     events = eventually(
         lambda: [e for e in cluster.events("p") if e["reason"] == "FailedPreStopHook"],
         what="FailedPreStopHook event",
@@ -319,16 +329,18 @@ def test_native_sidecars_get_prestop_at_once_and_their_signal_last_in_reverse_or
     hooks = {
         line.split()[0]: float(line.split()[1]) - t0 for line in hook_log.read_text().splitlines()
     }
-    assert near(hooks["s1"], 0) and near(hooks["s2"], 0), hooks
     app_term = first(app, "signal", signal="SIGTERM")["t"] - t0
+    # the sidecars' hooks run at once, before the app's own 1 s hook ends
+    assert on_time(hooks["s1"], 0, before=app_term), hooks
+    assert on_time(hooks["s2"], 0, before=app_term), hooks
     app_exit = first(app, "exit")["t"] - t0
     s2_term = first(s2, "signal", signal="SIGTERM")["t"] - t0
     s2_exit = first(s2, "exit")["t"] - t0
     s1_term = first(s1, "signal", signal="SIGTERM")["t"] - t0
-    assert near(app_term, 1)
+    assert on_time(app_term, 1, before=20)
     assert app_exit <= s2_term, "a sidecar is signalled only after the app exited"
     assert s2_exit <= s1_term, "sidecars are signalled one at a time, last declared first"
-    assert near(s2_term, 2) and near(s1_term, 3)
+    assert on_time(s2_term, 2, before=20) and on_time(s1_term, 3, before=20)
 
 
 def test_the_sandbox_is_removed_and_the_pod_deleted_with_grace_zero(cluster: Cluster) -> None:
@@ -371,8 +383,8 @@ def test_a_shorter_grace_on_a_second_deletion_cuts_the_running_kill_short(
     assert grace <= 2
     gone = cluster.wait_gone("p")
     # the hook is given up at the new deadline, then the 2 s minimum, then SIGKILL
-    assert near(first(log, "signal", signal="SIGTERM")["t"] - t1, grace)
-    assert near(gone - t1, grace + 2, 1.5)
+    assert on_time(first(log, "signal", signal="SIGTERM")["t"] - t1, grace, before=59)
+    assert on_time(gone - t1, grace + 2, before=59)
 
 
 def test_a_forced_deletion_still_stops_the_containers_with_the_minimum_grace(
@@ -391,7 +403,7 @@ def test_a_forced_deletion_still_stops_the_containers_with_the_minimum_grace(
     term = eventually(
         lambda: [e for e in read_log(log) if e["event"] == "signal"], timeout=10, what="SIGTERM"
     )[0]
-    assert near(term["t"] - t0, 1)
+    assert on_time(term["t"] - t0, 1, before=60)
     out = cluster.tmp / "pgrep"
 
     def no_process() -> bool:
@@ -401,8 +413,8 @@ def test_a_forced_deletion_still_stops_the_containers_with_the_minimum_grace(
         out.write_text(found.stdout)
         return found.stdout.strip() == ""
 
+    # Gone, well before the pod's 60 s grace: the 10 s guard is the check (1 s + 2 s due).
     eventually(no_process, timeout=10, what="processes gone")
-    assert time.time() - t0 < 5
 
 
 def test_an_eviction_terminates_gracefully_and_keeps_the_disruption_condition(
@@ -429,4 +441,4 @@ def test_an_eviction_terminates_gracefully_and_keeps_the_disruption_condition(
     assert conds["DisruptionTarget"]["status"] == "True"
     assert conds["PodScheduled"]["status"] == "True"
     cluster.wait_gone("p")
-    assert near(first(log, "signal", signal="SIGTERM")["t"] - t0, 2)
+    assert on_time(first(log, "signal", signal="SIGTERM")["t"] - t0, 2, before=10)

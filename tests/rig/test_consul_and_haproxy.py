@@ -91,10 +91,10 @@ def test_haproxy_follows_consul_and_the_discovery_lag_is_measured(
         assert time.monotonic() - deregistered < 30, "HAProxy kept routing to a deregistered server"
         time.sleep(0.1)
     lag = time.monotonic() - deregistered
+    # Measured, not asserted: on a shared machine the lag is a benchmark figure (design,
+    # "Tests assert outcomes"); the outcome is that HAProxy let go of the server.
     print(f"\ndiscovery lag with a {interval:g} s resolution interval: {lag:.2f} s")
     assert served_by() == {"lb0"}
-    # The lag is real and bounded by the resolution interval (plus a resolve timeout).
-    assert lag <= interval + 2.0
 
 
 def test_a_taken_port_fails_naming_the_component_and_the_port(rig_instance: rig.Rig) -> None:
