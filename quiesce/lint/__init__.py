@@ -8,6 +8,8 @@ finds them without a cluster.
 * :mod:`~quiesce.lint.loader`     YAML files, directories, stdin, with lines;
 * :mod:`~quiesce.lint.rules`      the rule catalogue (stable IDs);
 * :mod:`~quiesce.lint.manifests`  the checks over Kubernetes objects;
+* :mod:`~quiesce.lint.references` the Services, load balancers and ConfigMaps they name;
+* :mod:`~quiesce.lint.ignores`    ``quiesce.dev/lint-ignore``;
 * :mod:`~quiesce.lint.dockerfile` the checks over Dockerfiles;
 * :mod:`~quiesce.lint.cluster`    a live cluster, read-only;
 * :mod:`~quiesce.lint.output`     table, JSON and SARIF 2.1.0;
