@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -36,11 +35,11 @@ async def test_unreachable_api_server_skips_the_check_within_its_timeout(
         ),
     )
     client = await aiohttp_client(server.create_app(settings))
-    started = time.monotonic()
     assert (await client.get("/prestop", headers={"X-Quiesce-Token": "s3cret"})).status == 200
-    took = time.monotonic() - started
     status = await (await client.get("/status")).json()
     converge = next(p for p in status["phases"] if p["name"] == "converge")
     assert converge["endpointslices"]["state"] == "skipped"
     assert "unreachable" in converge["endpointslices"]["reason"]
-    assert took <= status["deadline"] + 0.3
+    # The unreachable API server cost its timeout, not the deadline.
+    assert status["state"] == "done"
+    assert converge["reason"] != "deadline", converge
