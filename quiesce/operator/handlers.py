@@ -14,17 +14,15 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from quiesce import annotations as keys
 from quiesce import template
-from quiesce.operator import apply, events, reconcile, resources
-from quiesce.operator import metrics as metrics_
-from quiesce.operator import settings as settings_
+from quiesce.operator import apply, reconcile, resources
+from quiesce.operator import runtime as runtime_
 
 log = logging.getLogger("quiesce.operator")
-T = TypeVar("T")
 
 #: Seconds before the n-th retry of a failed write (the last one repeats).
 RETRY_BACKOFF = (0.2, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
@@ -41,66 +39,7 @@ _PAST = {
 }
 
 
-class RateLimiter:
-    """A token bucket: at most ``per_minute`` actions a minute, bursts of at most one minute's."""
-
-    def __init__(self, per_minute: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = per_minute / 60.0
-        self.capacity = max(1.0, per_minute)
-        self.tokens = self.capacity
-        self.clock = clock
-        self.stamp = clock()
-
-    def allow(self) -> float:
-        """0 when allowed now (a token is taken), else the seconds until one is available."""
-        now = self.clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate if self.rate > 0 else 3600.0
-
-
-@dataclasses.dataclass
-class Runtime:
-    """Operator-wide state (kopf's ``memo``): the client, caches, retries."""
-
-    settings: settings_.OperatorSettings
-    metrics: metrics_.Metrics = dataclasses.field(default_factory=metrics_.Metrics)
-    client: apply.Client | None = None
-    cluster_native: bool = True
-    poster: events.Poster = dataclasses.field(init=False)
-    upgrades: RateLimiter = dataclasses.field(init=False)
-    locks: dict[str, asyncio.Lock] = dataclasses.field(default_factory=dict)
-    attempts: dict[str, int] = dataclasses.field(default_factory=dict)
-    retries: dict[str, asyncio.TimerHandle] = dataclasses.field(default_factory=dict)
-    managed: dict[str, str] = dataclasses.field(default_factory=dict)
-    generations: dict[str, int] = dataclasses.field(default_factory=dict)
-    bound: set[tuple[str, str]] = dataclasses.field(default_factory=set)
-    disabled_namespaces: set[str] = dataclasses.field(default_factory=set)
-    tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
-    semaphore: asyncio.Semaphore | None = None
-
-    def __post_init__(self) -> None:
-        self.poster = events.Poster(self.metrics)
-        self.upgrades = RateLimiter(self.settings.upgrades_per_minute)
-
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking client call in a worker thread, at most ``workers`` at once."""
-        if self.semaphore is None:
-            self.semaphore = asyncio.Semaphore(self.settings.workers)
-        async with self.semaphore:
-            return await asyncio.to_thread(fn, *args)
-
-    @property
-    def api(self) -> apply.Client:
-        if self.client is None:
-            raise RuntimeError("the API client is made at startup")
-        return self.client
-
-
-def register(registry: Any, runtime: Runtime) -> None:
+def register(registry: Any, runtime: runtime_.Runtime) -> None:
     """Register every handler on ``registry`` (a ``kopf.OperatorRegistry``)."""
     import kopf
 
@@ -148,7 +87,7 @@ def register(registry: Any, runtime: Runtime) -> None:
         )(_workload_handler(runtime, kind))
 
 
-def _workload_handler(runtime: Runtime, kind: resources.Kind) -> Any:
+def _workload_handler(runtime: runtime_.Runtime, kind: resources.Kind) -> Any:
     async def workload_event(
         *, type: str, body: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **kw: Any
     ) -> None:
@@ -167,7 +106,7 @@ def _workload_handler(runtime: Runtime, kind: resources.Kind) -> Any:
     return workload_event
 
 
-async def _startup(runtime: Runtime, settings: Any) -> None:
+async def _startup(runtime: runtime_.Runtime, settings: Any) -> None:
     ours = runtime.settings
     settings.posting.level = logging.INFO
     settings.peering.mandatory = ours.peering is not None
@@ -199,7 +138,7 @@ async def _startup(runtime: Runtime, settings: Any) -> None:
 
 
 async def handle(
-    runtime: Runtime,
+    runtime: runtime_.Runtime,
     kind: resources.Kind,
     obj: dict[str, Any],
     logger: logging.Logger | logging.LoggerAdapter[Any],
@@ -216,7 +155,7 @@ async def handle(
 
 
 async def _reconcile(
-    runtime: Runtime,
+    runtime: runtime_.Runtime,
     kind: resources.Kind,
     obj: dict[str, Any],
     logger: logging.Logger | logging.LoggerAdapter[Any],
@@ -298,7 +237,7 @@ async def _reconcile(
     logger.info("%s %s/%s: %s.", _PAST[decision.action], namespace, name, decision.why)
 
 
-async def _bind(runtime: Runtime, namespace: str, service_account: str) -> None:
+async def _bind(runtime: runtime_.Runtime, namespace: str, service_account: str) -> None:
     """Bind the sidecar's service account; a failure never blocks the injection.
 
     Without the binding the sidecar skips its EndpointSlice check and reports it
@@ -322,7 +261,9 @@ async def _bind(runtime: Runtime, namespace: str, service_account: str) -> None:
     runtime.bound.add((namespace, service_account))
 
 
-async def _namespace_changed(runtime: Runtime, name: str, labels: Mapping[str, str]) -> None:
+async def _namespace_changed(
+    runtime: runtime_.Runtime, name: str, labels: Mapping[str, str]
+) -> None:
     """Switching a namespace back on reconciles its workloads (nothing else would)."""
     disabled = labels.get(keys.DISABLED_LABEL) == "true"
     was = name in runtime.disabled_namespaces
@@ -345,7 +286,12 @@ async def _namespace_changed(runtime: Runtime, name: str, labels: Mapping[str, s
 
 
 def _schedule(
-    runtime: Runtime, kind: resources.Kind, namespace: str, name: str, uid: str, delay: float
+    runtime: runtime_.Runtime,
+    kind: resources.Kind,
+    namespace: str,
+    name: str,
+    uid: str,
+    delay: float,
 ) -> None:
     """Reconcile the object again after ``delay`` seconds, from a fresh read."""
     _cancel_retry(runtime, uid)
@@ -360,7 +306,9 @@ def _schedule(
     runtime.retries[uid] = loop.call_later(delay, fire)
 
 
-async def _retry(runtime: Runtime, kind: resources.Kind, namespace: str, name: str) -> None:
+async def _retry(
+    runtime: runtime_.Runtime, kind: resources.Kind, namespace: str, name: str
+) -> None:
     try:
         obj = await runtime.call(runtime.api.get, kind, namespace, name)
     except apply.ApiError as exc:
@@ -374,14 +322,14 @@ async def _retry(runtime: Runtime, kind: resources.Kind, namespace: str, name: s
     await handle(runtime, kind, obj, log)
 
 
-def _cancel_retry(runtime: Runtime, uid: str) -> None:
+def _cancel_retry(runtime: runtime_.Runtime, uid: str) -> None:
     handle = runtime.retries.pop(uid, None)
     if handle is not None:
         handle.cancel()
 
 
 def _track(
-    runtime: Runtime,
+    runtime: runtime_.Runtime,
     kind: resources.Kind,
     uid: str,
     obj: Mapping[str, Any],
@@ -397,7 +345,7 @@ def _track(
         _set_managed_gauge(runtime)
 
 
-def _forget(runtime: Runtime, uid: str) -> None:
+def _forget(runtime: runtime_.Runtime, uid: str) -> None:
     _cancel_retry(runtime, uid)
     runtime.locks.pop(uid, None)
     runtime.attempts.pop(uid, None)
@@ -407,7 +355,7 @@ def _forget(runtime: Runtime, uid: str) -> None:
         _set_managed_gauge(runtime)
 
 
-def _set_managed_gauge(runtime: Runtime) -> None:
+def _set_managed_gauge(runtime: runtime_.Runtime) -> None:
     counts = dict.fromkeys((k.kind for k in resources.WORKLOADS), 0)
     for kind in runtime.managed.values():
         counts[kind] = counts.get(kind, 0) + 1

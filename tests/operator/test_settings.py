@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from quiesce import cli
-from quiesce.operator import handlers, rbac, settings
+from quiesce.operator import rbac, runtime, settings
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -96,7 +96,7 @@ def test_a_bad_config_file_exits_2_with_every_error(tmp_path: Path) -> None:
 
 def test_auto_upgrades_are_rate_limited() -> None:
     now = [0.0]
-    limiter = handlers.RateLimiter(per_minute=2, clock=lambda: now[0])
+    limiter = runtime.RateLimiter(per_minute=2, clock=lambda: now[0])
     assert limiter.allow() == 0 and limiter.allow() == 0
     wait = limiter.allow()
     assert wait == pytest.approx(30.0)
