@@ -120,7 +120,12 @@ def reconcile(
     plan: plans.ShutdownPlan | None = None
     native = cluster_native
     injection: template.Injection | None = None
-    defaulted = written.grace_defaulted(obj, original, record)
+    if record is not None:  # once quiesce has injected, its record remembers
+        defaulted = original.get(written.GRACE) == written.DEFAULT_GRACE and bool(
+            record.get(written.GRACE_DEFAULTED)
+        )
+    else:
+        defaulted = written.grace_defaulted(obj, original)
     if not errors:
         try:
             plan = plans.build_plan(
@@ -137,7 +142,7 @@ def reconcile(
 
     plan_hash = plan.plan_hash()
     template_hash = spec_hash(original)
-    status = ok_status(plan, native=native)
+    status = ok_status(plan, native=native, plan_hash=plan_hash)
     service_account = str(original.get("serviceAccountName") or "default")
     if record is not None:
         same = (
@@ -241,11 +246,15 @@ def spec_hash(pod_spec: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def ok_status(plan: plans.ShutdownPlan, *, native: bool) -> str:
+def ok_status(plan: plans.ShutdownPlan, *, native: bool, plan_hash: str | None = None) -> str:
+    """``state.quiesce.dev/status`` of an injected workload or pod (both modes write it).
+
+    ``plan_hash`` saves serialising the plan again (~0.3 ms) when the caller has it.
+    """
     mode = "native" if native else "container"
     return (
-        f"{OK_PREFIX}injected plan {plan.plan_hash()}, grace {plan.grace_period_seconds}s, "
-        f"{mode} sidecar"
+        f"{OK_PREFIX}injected plan {plan_hash or plan.plan_hash()}, "
+        f"grace {plan.grace_period_seconds}s, {mode} sidecar"
     )
 
 

@@ -22,65 +22,69 @@ DEFAULT_GRACE: Final = 30
 LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
 
 
-def written_spec(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The pod spec as ``kubectl apply`` last wrote it (its last-applied configuration)."""
+#: Where a workload (Deployment, StatefulSet, DaemonSet) keeps its pod spec.
+TEMPLATE_SPEC: Final = ("spec", "template", "spec")
+
+
+def last_applied(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The object as ``kubectl apply`` last wrote it (its last-applied configuration), or
+    None when there is none or it is not a JSON object."""
     raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
     if not isinstance(raw, str):
         return None
     try:
-        spec: Any = json.loads(raw)
+        parsed: Any = json.loads(raw)
     except ValueError:
         return None
-    for key in ("spec", "template", "spec"):
+    return parsed if isinstance(parsed, Mapping) else None
+
+
+def written_spec(
+    obj: Mapping[str, Any], path: tuple[str, ...] = TEMPLATE_SPEC
+) -> Mapping[str, Any] | None:
+    """The pod spec (at ``path``) as ``kubectl apply`` last wrote it."""
+    spec: Any = last_applied(obj)
+    for key in path:
         spec = spec.get(key) if isinstance(spec, Mapping) else None
     return spec if isinstance(spec, Mapping) else None
 
 
 def grace_defaulted(
-    obj: Mapping[str, Any], original: Mapping[str, Any], record: Mapping[str, Any] | None
+    obj: Mapping[str, Any], pod_spec: Mapping[str, Any], *, path: tuple[str, ...] = TEMPLATE_SPEC
 ) -> bool:
-    """Is the template's terminationGracePeriodSeconds the API server's default (30 s)?
+    """Is the terminationGracePeriodSeconds of ``pod_spec`` (at ``path`` in ``obj``: a
+    workload's template, a Pod's spec) the API server's default (30 s)?
 
     A manifest without it gets 30 s from the API server, and a plan would then keep
     30 s as if the user had asked for it (``quiesce plan`` on the manifest would not).
     What the user wrote is known from ``kubectl apply``'s last-applied configuration
     or from server-side appliers' field ownership (Update operations own defaults
     too, so they tell nothing). Without either, the 30 s counts as the user's: the
-    safe side, a longer grace. Once quiesce has injected, its record remembers.
+    safe side, a longer grace.
     """
-    if original.get(GRACE) != DEFAULT_GRACE:
+    if pod_spec.get(GRACE) != DEFAULT_GRACE:
         return False
-    if record is not None:
-        return bool(record.get(GRACE_DEFAULTED))
-    metadata = obj.get("metadata") or {}
-    last_applied = (metadata.get("annotations") or {}).get(LAST_APPLIED)
-    if isinstance(last_applied, str):
-        try:
-            written = json.loads(last_applied)
-        except ValueError:
-            written = None
-        if isinstance(written, Mapping):
-            spec: Any = written
-            for key in ("spec", "template", "spec"):
-                spec = spec.get(key) if isinstance(spec, Mapping) else None
-            return isinstance(spec, Mapping) and GRACE not in spec
+    if last_applied(obj) is not None:
+        spec = written_spec(obj, path)
+        return spec is not None and GRACE not in spec
     applied = [
         entry
-        for entry in metadata.get("managedFields") or ()
+        for entry in (obj.get("metadata") or {}).get("managedFields") or ()
         if isinstance(entry, Mapping) and entry.get("operation") == "Apply"
     ]
     if not applied:
         return False
     for entry in applied:
         fields = entry.get("fieldsV1")
-        for key in ("f:spec", "f:template", "f:spec"):
-            fields = fields.get(key) if isinstance(fields, Mapping) else None
+        for key in path:
+            fields = fields.get(f"f:{key}") if isinstance(fields, Mapping) else None
         if isinstance(fields, Mapping) and f"f:{GRACE}" in fields:
             return False
     return True
 
 
 def without_grace(pod_spec: Mapping[str, Any], grace_defaulted: bool) -> Mapping[str, Any]:
+    """The spec as the user wrote it: without a grace the API server defaulted."""
     if not grace_defaulted:
         return pod_spec
     return {key: value for key, value in pod_spec.items() if key != GRACE}

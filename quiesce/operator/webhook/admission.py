@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import fnmatch
-import json
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
@@ -67,8 +66,10 @@ def admit(
         return Admission("already")
     errors: list[str] = []
     try:
-        as_written = _as_written(pod, spec)
-        plan = plans.build_plan(annotations, as_written, config.plan)
+        # Known only when the pod itself was applied; otherwise 30 s counts as the
+        # user's, the safe side (a longer grace), as in template mode.
+        defaulted = written.grace_defaulted(pod, spec, path=("spec",))
+        plan = plans.build_plan(annotations, written.without_grace(spec, defaulted), config.plan)
         native = template.resolve_native(plan, cluster_supports_native=cluster_native)
         injection = template.inject(spec, plan, config, token=token, native=native)
     except plans.PlanError as exc:
@@ -90,52 +91,14 @@ def admit(
             ),
         )
     changed = {key: value for key, value in injection.pod_spec.items() if spec.get(key) != value}
-    # The plan hash serialises the plan (dataclasses.asdict, ~0.3 ms): once per admission,
-    # so the status is reconcile.ok_status's text built here (a test pins them equal).
+    # The plan hash serialises the plan (dataclasses.asdict, ~0.3 ms): once per admission.
     plan_hash = plan.plan_hash()
-    mode = "native" if native else "container"
-    status = (
-        f"{reconcile.OK_PREFIX}injected plan {plan_hash}, grace {plan.grace_period_seconds}s, "
-        f"{mode} sidecar"
-    )
+    status = reconcile.ok_status(plan, native=native, plan_hash=plan_hash)
     return Admission(
         "injected",
         spec=changed,
         annotations={keys.STATE_STATUS: status, keys.STATE_PLAN_HASH: plan_hash},
     )
-
-
-def _as_written(pod: Mapping[str, Any], spec: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The spec without a terminationGracePeriodSeconds the API server defaulted (30 s).
-
-    Known only when the pod itself was applied (``kubectl apply``'s last-applied
-    configuration, or server-side appliers' field ownership); otherwise 30 s counts as
-    the user's, the safe side (a longer grace), as in template mode.
-    """
-    if spec.get(written.GRACE) != written.DEFAULT_GRACE:
-        return spec
-    metadata = pod.get("metadata") or {}
-    defaulted = False
-    raw = (metadata.get("annotations") or {}).get(written.LAST_APPLIED)
-    if isinstance(raw, str):
-        try:
-            last = json.loads(raw)
-        except ValueError:
-            last = None
-        if isinstance(last, Mapping) and isinstance(last.get("spec"), Mapping):
-            defaulted = written.GRACE not in last["spec"]
-    else:
-        applied = [
-            entry.get("fieldsV1") or {}
-            for entry in metadata.get("managedFields") or ()
-            if isinstance(entry, Mapping) and entry.get("operation") == "Apply"
-        ]
-        defaulted = bool(applied) and not any(
-            f"f:{written.GRACE}" in (fields.get("f:spec") or {}) for fields in applied
-        )
-    if not defaulted:
-        return spec
-    return {key: value for key, value in spec.items() if key != written.GRACE}
 
 
 def in_scope(namespace: str, patterns: tuple[str, ...]) -> bool:
