@@ -92,7 +92,7 @@ def reconcile(
     """The decision for one workload; ``new_token`` is used only for a first injection."""
     metadata: Mapping[str, Any] = obj.get("metadata") or {}
     annotations: Mapping[str, str] = metadata.get("annotations") or {}
-    pod_spec = _pod_spec(obj)
+    pod_spec = template.pod_spec(obj)
     if pod_spec is None:
         return Decision(action="none", why="no spec.template.spec")
 
@@ -117,28 +117,25 @@ def reconcile(
             errors.append(f"{keys.STATE_REPLACED}: {exc}")
         token = current_token(pod_spec) or new_token
 
-    plan: plans.ShutdownPlan | None = None
-    native = cluster_native
-    injection: template.Injection | None = None
     if record is not None:  # once quiesce has injected, its record remembers
         defaulted = original.get(written.GRACE) == written.DEFAULT_GRACE and bool(
             record.get(written.GRACE_DEFAULTED)
         )
     else:
         defaulted = written.grace_defaulted(obj, original)
-    if not errors:
-        try:
-            plan = plans.build_plan(
-                annotations, written.without_grace(original, defaulted), config.plan
-            )
-            native = template.resolve_native(plan, cluster_supports_native=cluster_native)
-            injection = template.inject(original, plan, config, token=token, native=native)
-        except plans.PlanError as exc:
-            errors.extend(str(error) for error in exc.errors)
-        except template.InjectionError as exc:
-            errors.append(str(exc))
-    if errors or plan is None or injection is None:
+    if errors:
         return _refuse(obj, annotations, errors)
+    planned = template.plan_and_inject(
+        annotations,
+        original,
+        config,
+        cluster_native=cluster_native,
+        token=token,
+        written=written.without_grace(original, defaulted),
+    )
+    plan, native, injection = planned.plan, planned.native, planned.injection
+    if plan is None or injection is None:
+        return _refuse(obj, annotations, list(planned.errors))
 
     plan_hash = plan.plan_hash()
     template_hash = spec_hash(original)
@@ -214,7 +211,7 @@ def restore(obj: Mapping[str, Any]) -> Decision:
     """
     metadata: Mapping[str, Any] = obj.get("metadata") or {}
     annotations: Mapping[str, str] = metadata.get("annotations") or {}
-    pod_spec = _pod_spec(obj)
+    pod_spec = template.pod_spec(obj)
     if pod_spec is None:
         return Decision(action="none", why="no spec.template.spec")
     record, record_error = _record(annotations)
@@ -347,7 +344,13 @@ def _json_patch_injection(
     ops.append({"op": "replace", "path": resources.POD_SPEC_POINTER, "value": desired})
     for key, value in state.items():
         op = "replace" if key in annotations else "add"
-        ops.append({"op": op, "path": _annotation_pointer(key), "value": value})
+        ops.append(
+            {
+                "op": op,
+                "path": _annotation_pointer(key),
+                "value": value,
+            }
+        )
     return Write("json-patch", ops)
 
 
@@ -442,10 +445,7 @@ def _foreign_hooks(pod_spec: Mapping[str, Any], targets: tuple[str, ...]) -> boo
             continue
         lifecycle = container.get("lifecycle")
         hook = lifecycle.get("preStop") if isinstance(lifecycle, Mapping) else None
-        if hook is None:
-            continue
-        headers = (hook.get("httpGet") or {}).get("httpHeaders") or ()
-        if not any(h.get("name") == template.TOKEN_HEADER for h in headers):
+        if hook is not None and not template.is_our_hook(hook):
             return True
     return False
 
@@ -482,17 +482,10 @@ def _manifest_warnings(obj: Mapping[str, Any], plan: plans.ShutdownPlan) -> tupl
     )
 
 
-def _pod_spec(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    spec = obj.get("spec")
-    tpl = spec.get("template") if isinstance(spec, Mapping) else None
-    pod_spec = tpl.get("spec") if isinstance(tpl, Mapping) else None
-    return pod_spec if isinstance(pod_spec, Mapping) else None
-
-
 def _test_version(obj: Mapping[str, Any]) -> dict[str, Any]:
     version = (obj.get("metadata") or {}).get("resourceVersion")
     return {"op": "test", "path": "/metadata/resourceVersion", "value": version}
 
 
 def _annotation_pointer(key: str) -> str:
-    return "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+    return template.json_pointer("metadata", "annotations", key)

@@ -14,16 +14,14 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+from quiesce import template
+
 #: Key quiesce adds to template.inject's record: the template's grace was the API server's
 #: default (30 s), not the user's, so plans ignore it as ``quiesce plan`` on the manifest does.
 GRACE_DEFAULTED: Final = "grace_defaulted"
 GRACE: Final = "terminationGracePeriodSeconds"
 DEFAULT_GRACE: Final = 30
 LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
-
-
-#: Where a workload (Deployment, StatefulSet, DaemonSet) keeps its pod spec.
-TEMPLATE_SPEC: Final = ("spec", "template", "spec")
 
 
 def last_applied(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -40,20 +38,21 @@ def last_applied(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 def written_spec(
-    obj: Mapping[str, Any], path: tuple[str, ...] = TEMPLATE_SPEC
+    obj: Mapping[str, Any], path: tuple[str, ...] | None = None
 ) -> Mapping[str, Any] | None:
-    """The pod spec (at ``path``) as ``kubectl apply`` last wrote it."""
+    """The pod spec as ``kubectl apply`` last wrote it; ``path`` says where it is (default:
+    where the object's kind keeps it)."""
     spec: Any = last_applied(obj)
-    for key in path:
+    for key in _path(obj, path):
         spec = spec.get(key) if isinstance(spec, Mapping) else None
     return spec if isinstance(spec, Mapping) else None
 
 
 def grace_defaulted(
-    obj: Mapping[str, Any], pod_spec: Mapping[str, Any], *, path: tuple[str, ...] = TEMPLATE_SPEC
+    obj: Mapping[str, Any], pod_spec: Mapping[str, Any], *, path: tuple[str, ...] | None = None
 ) -> bool:
-    """Is the terminationGracePeriodSeconds of ``pod_spec`` (at ``path`` in ``obj``: a
-    workload's template, a Pod's spec) the API server's default (30 s)?
+    """Is the terminationGracePeriodSeconds of ``pod_spec`` (at ``path`` in ``obj``, default
+    where its kind keeps its pod spec) the API server's default (30 s)?
 
     A manifest without it gets 30 s from the API server, and a plan would then keep
     30 s as if the user had asked for it (``quiesce plan`` on the manifest would not).
@@ -76,7 +75,7 @@ def grace_defaulted(
         return False
     for entry in applied:
         fields = entry.get("fieldsV1")
-        for key in path:
+        for key in _path(obj, path):
             fields = fields.get(f"f:{key}") if isinstance(fields, Mapping) else None
         if isinstance(fields, Mapping) and f"f:{GRACE}" in fields:
             return False
@@ -88,3 +87,7 @@ def without_grace(pod_spec: Mapping[str, Any], grace_defaulted: bool) -> Mapping
     if not grace_defaulted:
         return pod_spec
     return {key: value for key, value in pod_spec.items() if key != GRACE}
+
+
+def _path(obj: Mapping[str, Any], path: tuple[str, ...] | None) -> tuple[str, ...]:
+    return template.pod_spec_path(str(obj.get("kind") or "")) if path is None else path

@@ -15,7 +15,6 @@ from typing import Any, Final, Literal
 
 from quiesce import annotations as keys
 from quiesce import config as configuration
-from quiesce import plan as plans
 from quiesce import template
 from quiesce.operator import reconcile, written
 from quiesce.operator import settings as settings_
@@ -64,19 +63,20 @@ def admit(
         return Admission("skipped")
     if template.is_injected(spec):
         return Admission("already")
-    errors: list[str] = []
-    try:
-        # Known only when the pod itself was applied; otherwise 30 s counts as the
-        # user's, the safe side (a longer grace), as in template mode.
-        defaulted = written.grace_defaulted(pod, spec, path=("spec",))
-        plan = plans.build_plan(annotations, written.without_grace(spec, defaulted), config.plan)
-        native = template.resolve_native(plan, cluster_supports_native=cluster_native)
-        injection = template.inject(spec, plan, config, token=token, native=native)
-    except plans.PlanError as exc:
-        errors.extend(str(error) for error in exc.errors)
-    except template.InjectionError as exc:
-        errors.append(str(exc))
-    if errors:
+    # What the user wrote is known only when the pod itself was applied; otherwise 30 s
+    # counts as the user's, the safe side (a longer grace), as in template mode.
+    defaulted = written.grace_defaulted(pod, spec, path=template.pod_spec_path("Pod"))
+    planned = template.plan_and_inject(
+        annotations,
+        spec,
+        config,
+        cluster_native=cluster_native,
+        token=token,
+        written=written.without_grace(spec, defaulted),
+    )
+    plan, native, injection = planned.plan, planned.native, planned.injection
+    if plan is None or injection is None:
+        errors = planned.errors
         listing = "; ".join(errors)
         if strict:
             return Admission(
