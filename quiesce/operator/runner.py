@@ -28,7 +28,7 @@ def run(settings: settings_.OperatorSettings) -> int:
     registry = kopf.OperatorRegistry()
     runtime = runtime_.Runtime(settings=settings)
     handlers.register(registry, runtime)
-    if settings.webhook:
+    if settings.webhook.enabled:
         from quiesce.operator import webhook
 
         webhook.register(registry, runtime)

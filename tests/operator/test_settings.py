@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from quiesce import cli
+from quiesce.commands import operator as operator_command
 from quiesce.operator import rbac, runtime, settings
 
 
@@ -18,12 +19,21 @@ def test_defaults_are_the_documented_ones() -> None:
     assert s.namespaces == () and s.clusterwide
     assert not s.dry_run and not s.disabled
     assert s.log_format == "text"
-    assert s.peering is None and s.priority == 0
+    assert s.peering is None and s.priority == settings.default_priority()
     assert s.metrics_port == 0 and s.liveness is None
     assert s.cluster_sidecars == "auto"
     assert s.upgrades_per_minute == 10.0
     assert s.workers == 8
     assert settings.FIELD_MANAGER == "quiesce"
+
+
+def test_the_flags_default_to_the_settings_production_reads() -> None:
+    """`quiesce operator` with no flag and no environment runs on OperatorSettings()."""
+    args = cli.build_parser().parse_args(["operator"])
+    assert operator_command.build_settings(args, environ={}) == settings.OperatorSettings()
+    given = cli.build_parser().parse_args(["operator", "--webhook-exclude-namespace", "ops"])
+    built = operator_command.build_settings(given, environ={})
+    assert built.webhook.exclude_namespaces == ("kube-system", "ops")
 
 
 def test_default_priorities_differ_per_host_and_are_stable() -> None:

@@ -147,7 +147,9 @@ def test_missed_pods_are_those_asking_without_a_sidecar_or_a_mark() -> None:
 
 
 def test_the_configuration_is_fail_open_short_side_effect_free_and_excludes_namespaces() -> None:
-    s = settings_.OperatorSettings(webhook=True, webhook_url="https://198.18.0.1:9443")
+    s = settings_.OperatorSettings(
+        webhook=settings_.WebhookSettings(enabled=True, url="https://198.18.0.1:9443")
+    )
     body = webhook.configuration_body(s, b"CA")
     (hook,) = body["webhooks"]
     assert hook["failurePolicy"] == "Ignore"
@@ -165,7 +167,7 @@ def test_the_configuration_is_fail_open_short_side_effect_free_and_excludes_name
 
 
 def test_the_chart_reaches_the_webhook_through_a_service() -> None:
-    s = settings_.OperatorSettings(webhook=True)
+    s = settings_.OperatorSettings(webhook=settings_.WebhookSettings(enabled=True))
     config_ = webhook.client_config(s, b"CA")
     assert config_["service"] == {
         "namespace": "quiesce-system", "name": "quiesce-webhook", "path": "/inject", "port": 443,
@@ -174,7 +176,9 @@ def test_the_chart_reaches_the_webhook_through_a_service() -> None:
 
 
 def test_every_namespace_and_exact_scopes_are_expressible() -> None:
-    s = settings_.OperatorSettings(webhook_namespace_label="", namespaces=("shop", "web"))
+    s = settings_.OperatorSettings(
+        webhook=settings_.WebhookSettings(namespace_label=""), namespaces=("shop", "web")
+    )
     exprs = webhook.namespace_selector(s)["matchExpressions"]
     assert not any(e["key"] == "quiesce.dev/webhook" for e in exprs)
     assert {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["shop", "web"]} in (

@@ -12,27 +12,33 @@ from quiesce.operator import settings
 
 
 def test_webhook_defaults_are_the_documented_ones() -> None:
-    s = settings.OperatorSettings()
-    assert not s.webhook and not s.strict
-    assert s.webhook_url is None
-    assert s.webhook_service == "quiesce-system/quiesce-webhook:443"
-    assert (s.webhook_host, s.webhook_port) == ("0.0.0.0", 9443)
-    assert s.webhook_name == "quiesce"
-    assert s.webhook_cert_secret == "quiesce-system/quiesce-webhook-cert"
-    assert not s.webhook_cert_provided
-    assert s.webhook_cert_validity == 365 * 86400 and s.webhook_cert_check == 60
-    assert s.webhook_namespace_label == "quiesce.dev/webhook=enabled"
-    assert s.webhook_exclude_namespaces == ("kube-system",)
-    assert s.webhook_timeout == 3 and s.webhook_failure_policy == "Ignore"
-    assert s.webhook_scan_interval == 60
-    assert s.webhook_reinvocation == "IfNeeded"
+    s = settings.OperatorSettings().webhook
+    assert s == settings.WebhookSettings()
+    assert not s.enabled and not s.strict
+    assert s.url is None
+    assert s.service == "quiesce-system/quiesce-webhook:443"
+    assert (s.host, s.port) == ("0.0.0.0", 9443)
+    assert s.name == "quiesce"
+    assert s.cert_secret == "quiesce-system/quiesce-webhook-cert"
+    assert not s.cert_provided
+    assert s.cert_validity == 365 * 86400 and s.cert_check == 60
+    assert s.namespace_label == "quiesce.dev/webhook=enabled"
+    assert s.exclude_namespaces == ("kube-system",)
+    assert s.timeout == 3 and s.failure_policy == "Ignore"
+    assert s.scan_interval == 60
+    assert s.reinvocation == "IfNeeded"
 
 
 def test_the_operators_namespace_comes_from_the_pod_or_the_secret(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(settings.ENV_POD_NAMESPACE, raising=False)
-    assert settings.OperatorSettings(webhook_cert_secret="ops/cert").operator_namespace == "ops"
+    assert (
+        settings.OperatorSettings(
+            webhook=settings.WebhookSettings(cert_secret="ops/cert")
+        ).operator_namespace
+        == "ops"
+    )
     monkeypatch.setenv(settings.ENV_POD_NAMESPACE, "quiesce")
     assert settings.OperatorSettings().operator_namespace == "quiesce"
 

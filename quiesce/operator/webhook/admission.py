@@ -113,12 +113,12 @@ def in_scope(namespace: str, patterns: tuple[str, ...]) -> bool:
 
 def namespace_selector(settings: settings_.OperatorSettings) -> dict[str, Any]:
     """Which namespaces the API server sends to the webhook at all."""
-    excluded = sorted({*settings.webhook_exclude_namespaces, settings.operator_namespace})
+    excluded = sorted({*settings.webhook.exclude_namespaces, settings.operator_namespace})
     expressions: list[dict[str, Any]] = [
         {"key": NAME_LABEL, "operator": "NotIn", "values": excluded},
         {"key": keys.DISABLED_LABEL, "operator": "NotIn", "values": ["true"]},
     ]
-    label = settings.webhook_namespace_label.strip()
+    label = settings.webhook.namespace_label.strip()
     if label:
         key, sep, value = label.partition("=")
         if sep:
@@ -133,15 +133,15 @@ def namespace_selector(settings: settings_.OperatorSettings) -> dict[str, Any]:
 
 def label_selector(settings: settings_.OperatorSettings) -> str:
     """The namespace label as a list selector ("" = every namespace)."""
-    return settings.webhook_namespace_label.strip()
+    return settings.webhook.namespace_label.strip()
 
 
 def client_config(settings: settings_.OperatorSettings, ca_bundle: bytes) -> dict[str, Any]:
     config: dict[str, Any]
-    if settings.webhook_url:
-        config = {"url": settings.webhook_url.rstrip("/") + "/" + HANDLER_ID}
+    if settings.webhook.url:
+        config = {"url": settings.webhook.url.rstrip("/") + "/" + HANDLER_ID}
     else:
-        where, _, port = settings.webhook_service.partition(":")
+        where, _, port = settings.webhook.service.partition(":")
         namespace, _, name = where.partition("/")
         config = {
             "service": {
@@ -161,7 +161,7 @@ def configuration_body(settings: settings_.OperatorSettings, ca_bundle: bytes) -
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingWebhookConfiguration",
         "metadata": {
-            "name": settings.webhook_name,
+            "name": settings.webhook.name,
             "labels": {"app.kubernetes.io/managed-by": "quiesce"},
         },
         "webhooks": [
@@ -178,11 +178,11 @@ def configuration_body(settings: settings_.OperatorSettings, ca_bundle: bytes) -
                         "scope": "Namespaced",
                     }
                 ],
-                "failurePolicy": settings.webhook_failure_policy,
+                "failurePolicy": settings.webhook.failure_policy,
                 "matchPolicy": "Equivalent",
                 "sideEffects": "None",
-                "timeoutSeconds": settings.webhook_timeout,
-                "reinvocationPolicy": settings.webhook_reinvocation,
+                "timeoutSeconds": settings.webhook.timeout,
+                "reinvocationPolicy": settings.webhook.reinvocation,
                 "namespaceSelector": namespace_selector(settings),
                 "objectSelector": {},
             }
@@ -206,11 +206,11 @@ def missed(pod: Mapping[str, Any]) -> bool:
 
 def webhook_hosts(settings: settings_.OperatorSettings) -> list[str]:
     """The names the serving certificate must carry: the URL's host, or the Service's."""
-    if settings.webhook_url:
+    if settings.webhook.url:
         from urllib.parse import urlsplit
 
-        host = urlsplit(settings.webhook_url).hostname
+        host = urlsplit(settings.webhook.url).hostname
         return [host] if host else []
-    where = settings.webhook_service.partition(":")[0]
+    where = settings.webhook.service.partition(":")[0]
     namespace, _, name = where.partition("/")
     return [f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local", name]

@@ -46,7 +46,7 @@ class Certificates:
         self.metrics = metrics
         self.hosts = hosts
         self.publish = publish
-        self.namespace, _, self.name = self.settings.webhook_cert_secret.partition("/")
+        self.namespace, _, self.name = self.settings.webhook.cert_secret.partition("/")
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.loaded: certificates.Bundle | None = None
@@ -63,13 +63,13 @@ class Certificates:
         while True:
             try:
                 await self.refresh()
-                delay = self.settings.webhook_cert_check
+                delay = self.settings.webhook.cert_check
             except apply.ApiError as exc:
                 log.warning("Reading or writing the webhook certificate failed: %s.", exc)
-                delay = min(5.0, self.settings.webhook_cert_check)
+                delay = min(5.0, self.settings.webhook.cert_check)
             except Exception:  # a bug here must not stop rotation for good
                 log.exception("Keeping the webhook certificate failed.")
-                delay = min(5.0, self.settings.webhook_cert_check)
+                delay = min(5.0, self.settings.webhook.cert_check)
             await asyncio.sleep(delay)
 
     async def refresh(self, attempt: int = 0) -> None:
@@ -79,9 +79,9 @@ class Certificates:
         verdict = certificates.check(bundle, self.hosts, now) if bundle is not None else None
         if verdict is not None and verdict.problems:
             self._report(secret, verdict.problems)
-        elif bundle is None and self.settings.webhook_cert_provided:
+        elif bundle is None and self.settings.webhook.cert_provided:
             self._report(secret, (f"the Secret {self.namespace}/{self.name} has no certificate",))
-        if not self.settings.webhook_cert_provided and (verdict is None or verdict.renew):
+        if not self.settings.webhook.cert_provided and (verdict is None or verdict.renew):
             why = (
                 "; ".join(verdict.problems)
                 if verdict and verdict.problems
@@ -91,7 +91,7 @@ class Certificates:
                 self.hosts,
                 now,
                 previous=bundle,
-                validity=datetime.timedelta(seconds=self.settings.webhook_cert_validity),
+                validity=datetime.timedelta(seconds=self.settings.webhook.cert_validity),
             )
             written = await self._write(secret, bundle)
             if written is None:
@@ -162,7 +162,7 @@ class Certificates:
         self.metrics.cert_problems.inc()
         action = (
             "it is provided by someone else (cert-manager?): fix or renew it there"
-            if self.settings.webhook_cert_provided
+            if self.settings.webhook.cert_provided
             else "quiesce replaces it"
         )
         log.error(

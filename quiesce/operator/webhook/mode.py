@@ -44,7 +44,7 @@ class Webhook:
 
     async def start(self) -> None:
         self.tasks.append(asyncio.create_task(self.certificates.run(), name="webhook certs"))
-        if self.settings.webhook_scan_interval > 0 and not self.settings.dry_run:
+        if self.settings.webhook.scan_interval > 0 and not self.settings.dry_run:
             self.tasks.append(asyncio.create_task(self.scan_forever(), name="webhook scan"))
 
     async def stop(self) -> None:
@@ -60,7 +60,7 @@ class Webhook:
         await self.runtime.call(
             lambda: self.runtime.api.request(
                 "PATCH",
-                f"{admissions.CONFIG_PATH}/{self.settings.webhook_name}",
+                f"{admissions.CONFIG_PATH}/{self.settings.webhook.name}",
                 body=body,
                 content_type=apply.CONTENT_TYPES["apply"],
                 query=[("fieldManager", settings_.FIELD_MANAGER), ("force", "true")],
@@ -68,9 +68,9 @@ class Webhook:
         )
         log.info(
             "Applied the MutatingWebhookConfiguration %s (failurePolicy %s, timeout %d s).",
-            self.settings.webhook_name,
-            self.settings.webhook_failure_policy,
-            self.settings.webhook_timeout,
+            self.settings.webhook.name,
+            self.settings.webhook.failure_policy,
+            self.settings.webhook.timeout,
         )
 
     def admit(self, body: Mapping[str, Any], *, dryrun: bool) -> admissions.Admission:
@@ -86,7 +86,7 @@ class Webhook:
                 config=self.settings.config,
                 cluster_native=self.runtime.cluster_native,
                 token=template.generate_token(),
-                strict=self.settings.strict,
+                strict=self.settings.webhook.strict,
             )
             if self.settings.dry_run and admission.result == "injected":
                 admission = admissions.Admission(
@@ -109,7 +109,7 @@ class Webhook:
     async def scan_forever(self) -> None:
         await self.certificates.ready.wait()
         while True:
-            await asyncio.sleep(self.settings.webhook_scan_interval)
+            await asyncio.sleep(self.settings.webhook.scan_interval)
             try:
                 await self.scan()
             except apply.ApiError as exc:
@@ -126,7 +126,7 @@ class Webhook:
         namespaces = await self.runtime.call(
             lambda: self.runtime.api.request("GET", "/api/v1/namespaces", query=query)
         )
-        excluded = {*self.settings.webhook_exclude_namespaces, self.settings.operator_namespace}
+        excluded = {*self.settings.webhook.exclude_namespaces, self.settings.operator_namespace}
         served = {
             ns["metadata"]["name"]
             for ns in namespaces.get("items") or ()

@@ -60,17 +60,17 @@ class Server:
         try:
             site = web.TCPSite(
                 runner,
-                settings.webhook_host,
-                settings.webhook_port,
+                settings.webhook.host,
+                settings.webhook.port,
                 ssl_context=certs.context,
                 reuse_address=True,
             )
             await site.start()
-            url = admission.client_config(settings, b"").get("url") or settings.webhook_service
+            url = admission.client_config(settings, b"").get("url") or settings.webhook.service
             log.info(
                 "The webhook listens on %s:%d (reached as %s).",
-                settings.webhook_host,
-                settings.webhook_port,
+                settings.webhook.host,
+                settings.webhook.port,
                 url,
             )
             yield kopf.WebhookClientConfig(url=str(url))
