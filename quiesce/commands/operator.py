@@ -250,6 +250,39 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
+#: timeoutSeconds of an admission webhook: the API server accepts 1 to 30.
+MIN_TIMEOUT, MAX_TIMEOUT = 1, 30
+#: What each duration flag expects, and why a zero makes no sense where it does not.
+_DURATIONS: dict[str, str] = {
+    "--webhook-cert-validity": "a Go duration greater than zero, such as 8760h",
+    "--webhook-cert-check": (
+        "a Go duration greater than zero, such as 1m (the Secret is read this often)"
+    ),
+    "--webhook-scan-interval": "a Go duration, 0 for no scan, such as 1m",
+}
+
+
+def _error(flag: str, value: str, expected: str, *, problem: str = "is invalid") -> str:
+    """One bad flag in the plan's words: the flag, the raw value, what is expected."""
+    from quiesce import plan as plans
+
+    return str(plans.FieldError(flag, value, expected, problem))
+
+
+def _seconds(flag: str, text: str, errors: list[str], *, zero: bool = False) -> float:
+    """A duration flag in seconds; a problem goes to ``errors`` (and 0 is returned)."""
+    expected = _DURATIONS[flag]
+    try:
+        seconds = durations.to_seconds(durations.parse(text))
+    except ValueError:
+        errors.append(_error(flag, text, expected, problem="is not a duration"))
+        return 0.0
+    if seconds < 0 or (seconds == 0 and not zero):
+        problem = "is negative" if seconds < 0 else "is zero"
+        errors.append(_error(flag, text, expected, problem=problem))
+    return seconds
+
+
 class SettingsError(ValueError):
     """Flags or environment variables that make no settings; ``errors`` lists them all."""
 
@@ -265,17 +298,19 @@ def build_settings(
 ) -> settings_.OperatorSettings:
     """The settings of ``quiesce operator ARGS``; raises :class:`SettingsError`."""
     errors: list[str] = []
-    try:
-        validity, check, scan = (
-            durations.to_seconds(durations.parse(text))
-            for text in (
-                args.webhook_cert_validity,
-                args.webhook_cert_check,
-                args.webhook_scan_interval,
+    validity = _seconds("--webhook-cert-validity", args.webhook_cert_validity, errors)
+    check = _seconds("--webhook-cert-check", args.webhook_cert_check, errors)
+    scan = _seconds("--webhook-scan-interval", args.webhook_scan_interval, errors, zero=True)
+    if not MIN_TIMEOUT <= args.webhook_timeout <= MAX_TIMEOUT:
+        errors.append(
+            _error(
+                "--webhook-timeout",
+                str(args.webhook_timeout),
+                f"a number of seconds from {MIN_TIMEOUT} to {MAX_TIMEOUT} (the API server's "
+                "limits for timeoutSeconds)",
+                problem="is out of range",
             )
         )
-    except ValueError as exc:
-        raise SettingsError([f"invalid duration: {exc}"]) from None
     namespaces = tuple(args.namespace) or (
         () if args.all_namespaces else settings_.env_namespaces(environ)
     )

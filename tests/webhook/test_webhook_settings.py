@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from quiesce import cli
+from quiesce.commands import operator as operator_command
 from quiesce.operator import settings
 
 
@@ -61,11 +62,70 @@ def test_the_cli_accepts_every_webhook_flag() -> None:
     assert args.webhook_exclude_namespace == ["monitoring"]
 
 
-def test_a_bad_duration_exits_2() -> None:
+@pytest.mark.parametrize(
+    ("flags", "error"),
+    [
+        (["--webhook-cert-check", "0s"],
+         '--webhook-cert-check: "0s" is zero; expected a Go duration greater than zero, such as '
+         "1m (the Secret is read this often)"),
+        (["--webhook-cert-check=-1m"],
+         '--webhook-cert-check: "-1m" is negative; expected a Go duration greater than zero, '
+         "such as 1m (the Secret is read this often)"),
+        (["--webhook-cert-validity", "0"],
+         '--webhook-cert-validity: "0" is zero; expected a Go duration greater than zero, '
+         "such as 8760h"),
+        (["--webhook-cert-validity", "1y"],
+         '--webhook-cert-validity: "1y" is not a duration; expected a Go duration greater than '
+         "zero, such as 8760h"),
+        (["--webhook-scan-interval=-5s"],
+         '--webhook-scan-interval: "-5s" is negative; expected a Go duration, 0 for no scan, '
+         "such as 1m"),
+        (["--webhook-scan-interval", "5x"],
+         '--webhook-scan-interval: "5x" is not a duration; expected a Go duration, 0 for no '
+         "scan, such as 1m"),
+        (["--webhook-timeout", "0"],
+         '--webhook-timeout: "0" is out of range; expected a number of seconds from 1 to 30 '
+         "(the API server's limits for timeoutSeconds)"),
+        (["--webhook-timeout", "31"],
+         '--webhook-timeout: "31" is out of range; expected a number of seconds from 1 to 30 '
+         "(the API server's limits for timeoutSeconds)"),
+    ],
+)  # fmt: skip
+def test_each_bad_duration_flag_is_named_with_its_value_and_what_is_expected(
+    flags: list[str], error: str
+) -> None:
+    args = cli.build_parser().parse_args(["operator", *flags])
+    with pytest.raises(operator_command.SettingsError) as caught:
+        operator_command.build_settings(args, environ={})
+    assert caught.value.errors == (error,)
+
+
+def test_every_bad_duration_flag_is_reported_at_once() -> None:
+    args = cli.build_parser().parse_args(
+        ["operator", "--webhook-cert-check", "0s", "--webhook-scan-interval", "soon"]
+    )
+    with pytest.raises(operator_command.SettingsError) as caught:
+        operator_command.build_settings(args, environ={})
+    assert [e.split(":")[0] for e in caught.value.errors] == [
+        "--webhook-cert-check",
+        "--webhook-scan-interval",
+    ]
+
+
+def test_a_zero_scan_interval_means_no_scan_and_is_valid() -> None:
+    args = cli.build_parser().parse_args(["operator", "--webhook-scan-interval", "0"])
+    assert operator_command.build_settings(args, environ={}).webhook.scan_interval == 0
+
+
+def test_a_bad_duration_exits_2_naming_the_flag() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "quiesce", "operator", "--webhook-cert-check", "soon"],
+        [sys.executable, "-m", "quiesce", "operator", "--webhook-cert-check", "5x"],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert result.returncode == 2 and "invalid duration" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr == (
+        'quiesce operator: --webhook-cert-check: "5x" is not a duration; expected a Go duration '
+        "greater than zero, such as 1m (the Secret is read this often)\n"
+    )
