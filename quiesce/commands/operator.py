@@ -315,8 +315,20 @@ def build_settings(
         () if args.all_namespaces else settings_.env_namespaces(environ)
     )
     priority = args.priority
-    if priority is None and environ.get(settings_.ENV_PRIORITY, "").strip():
-        priority = int(environ[settings_.ENV_PRIORITY])
+    switches: dict[str, bool] = {}
+    for field, flag, name in (
+        ("dry_run", args.dry_run, settings_.ENV_DRY_RUN),
+        ("disabled", args.disabled, settings_.ENV_DISABLED),
+    ):
+        try:
+            switches[field] = settings_.env_flag(name, environ) or flag
+        except ValueError as exc:
+            errors.append(str(exc))
+    if priority is None:
+        try:
+            priority = settings_.env_priority(environ)
+        except ValueError as exc:
+            errors.append(str(exc))
     if errors:
         raise SettingsError(errors)
     webhook = settings_.WebhookSettings(
@@ -349,8 +361,8 @@ def build_settings(
     return settings_.OperatorSettings(
         namespaces=namespaces,
         config_path=args.config,
-        dry_run=args.dry_run or settings_.env_flag(settings_.ENV_DRY_RUN, environ),
-        disabled=args.disabled or settings_.env_flag(settings_.ENV_DISABLED, environ),
+        dry_run=switches["dry_run"],
+        disabled=switches["disabled"],
         kubeconfig=args.kubeconfig,
         log_format=args.log_format,
         verbose=args.verbose,

@@ -18,6 +18,8 @@ import socket
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
+from quiesce import values
+
 if TYPE_CHECKING:
     from quiesce import config as configuration
 
@@ -197,4 +199,34 @@ def env_namespaces(environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:
 
 
 def env_flag(name: str, environ: Mapping[str, str] = os.environ) -> bool:
-    return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+    """A boolean environment variable; unset or empty is false.
+
+    The one boolean grammar (:func:`quiesce.values.parse_bool`, the annotations' own), so
+    ``QUIESCE_DRY_RUN=t`` is on as ``quiesce.dev/inject: "t"`` is; anything else is a
+    ValueError naming the variable, its value and what is expected.
+    """
+    raw = environ.get(name, "")
+    if not raw.strip():
+        return False
+    try:
+        return values.parse_bool(raw)
+    except ValueError:
+        raise ValueError(env_error(name, raw, values.BOOL_EXPECTED)) from None
+
+
+def env_priority(environ: Mapping[str, str] = os.environ) -> int | None:
+    """``$QUIESCE_PRIORITY`` (like ``--priority``), None when unset or empty."""
+    raw = environ.get(ENV_PRIORITY, "")
+    if not raw.strip():
+        return None
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ValueError(env_error(ENV_PRIORITY, raw, "an integer, distinct per replica")) from None
+
+
+def env_error(name: str, raw: str, expected: str) -> str:
+    """A bad environment variable in the plan's words."""
+    from quiesce import plan as plans
+
+    return str(plans.FieldError(name, raw, expected))

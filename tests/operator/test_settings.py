@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from quiesce import cli
+from quiesce import cli, values
 from quiesce.commands import operator as operator_command
 from quiesce.operator import rbac, runtime, settings
 
@@ -51,6 +51,40 @@ def test_environment_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.env_flag(settings.ENV_DRY_RUN)
     monkeypatch.setenv(settings.ENV_DRY_RUN, "0")
     assert not settings.env_flag(settings.ENV_DRY_RUN)
+
+
+@pytest.mark.parametrize(
+    ("raw", "on"),
+    [("t", True), ("y", True), (" ON ", True), ("1", True), ("f", False), ("no", False),
+     ("", False), ("  ", False)],
+)  # fmt: skip
+def test_switches_in_the_environment_read_booleans_as_annotations_do(raw: str, on: bool) -> None:
+    assert settings.env_flag(settings.ENV_DRY_RUN, {settings.ENV_DRY_RUN: raw}) is on
+    assert settings.env_flag(settings.ENV_DRY_RUN, {}) is False
+
+
+def test_an_unknown_switch_value_is_an_error_naming_the_variable() -> None:
+    with pytest.raises(ValueError) as caught:
+        settings.env_flag(settings.ENV_DRY_RUN, {settings.ENV_DRY_RUN: "maybe"})
+    assert str(caught.value) == (
+        'QUIESCE_DRY_RUN: "maybe" is invalid; expected a boolean: true/false, yes/no, on/off, '
+        "1/0, t/f or y/n"
+    )
+    assert values.BOOL_EXPECTED in str(caught.value)
+
+
+def test_bad_environment_variables_are_reported_together_by_the_cli() -> None:
+    args = cli.build_parser().parse_args(["operator"])
+    environ = {settings.ENV_DISABLED: "sure", settings.ENV_PRIORITY: "high"}
+    with pytest.raises(operator_command.SettingsError) as caught:
+        operator_command.build_settings(args, environ=environ)
+    assert caught.value.errors == (
+        'QUIESCE_DISABLED: "sure" is invalid; expected ' + values.BOOL_EXPECTED,
+        'QUIESCE_PRIORITY: "high" is invalid; expected an integer, distinct per replica',
+    )
+    ok = {settings.ENV_DRY_RUN: "t", settings.ENV_PRIORITY: "7"}
+    built = operator_command.build_settings(args, environ=ok)
+    assert built.dry_run and built.priority == 7
 
 
 def test_the_cli_accepts_every_documented_flag() -> None:
