@@ -11,16 +11,20 @@ operator level-triggered and never blocks other objects.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quiesce import annotations as keys
 from quiesce import template
 from quiesce.operator import apply, reconcile, resources
 from quiesce.operator import runtime as runtime_
+
+if TYPE_CHECKING:
+    import kopf
 
 log = logging.getLogger("quiesce.operator")
 
@@ -75,10 +79,10 @@ def register(registry: Any, runtime: runtime_.Runtime) -> None:
         return {name: True}
 
     @kopf.on.event("namespaces", registry=registry, id="namespaces")
-    async def namespace_event(name: str, labels: Mapping[str, str], **_: Any) -> None:
+    async def namespace_event(name: str, labels: kopf.Labels, **_: Any) -> None:
         await _namespace_changed(runtime, name, labels)
 
-    def relevant(annotations: Mapping[str, str], **_: Any) -> bool:
+    def relevant(annotations: kopf.Annotations, **_: Any) -> bool:
         return reconcile.is_relevant(annotations)
 
     for kind in resources.WORKLOADS:
@@ -89,26 +93,34 @@ def register(registry: Any, runtime: runtime_.Runtime) -> None:
 
 def _workload_handler(runtime: runtime_.Runtime, kind: resources.Kind) -> Any:
     async def workload_event(
-        *, type: str, body: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **kw: Any
+        *,
+        type: str,
+        body: kopf.Body,
+        meta: kopf.Meta,
+        logger: kopf.Logger,
+        disabled_namespaces: kopf.Index[str, bool],
+        **_: Any,
     ) -> None:
-        obj = _plain(body)
-        uid = str(obj["metadata"].get("uid"))
         if type == "DELETED":
-            _forget(runtime, uid)
+            _forget(runtime, str(meta.uid))
             return
-        namespace = str(obj["metadata"].get("namespace"))
-        if runtime.settings.disabled or namespace in kw["disabled_namespaces"]:
+        if runtime.settings.disabled or meta.namespace in disabled_namespaces:
             return
+        obj = _plain(body)
         obj.setdefault("apiVersion", kind.api_version)
         obj.setdefault("kind", kind.kind)
-        await handle(runtime, kind, obj, log)
+        # kopf's per-object logger: JSON lines carry the object they are about ("object").
+        await handle(runtime, kind, obj, logger)
 
     return workload_event
 
 
-async def _startup(runtime: runtime_.Runtime, settings: Any) -> None:
+async def _startup(runtime: runtime_.Runtime, settings: kopf.OperatorSettings) -> None:
     ours = runtime.settings
     settings.posting.level = logging.INFO
+    # Events are posted by quiesce itself (events.Poster), once per write: the per-object
+    # logger's lines must not become Events too (kopf < 1.44 posted them by default).
+    settings.posting.loggers = False
     settings.peering.mandatory = ours.peering is not None
     settings.peering.name = ours.peering or "default"
     settings.peering.priority = ours.priority
@@ -282,7 +294,7 @@ async def _namespace_changed(
             continue
         for item in items:
             if reconcile.is_relevant(item["metadata"].get("annotations") or {}):
-                await handle(runtime, kind, item, log)
+                await handle(runtime, kind, item, object_logger(item))
 
 
 def _schedule(
@@ -319,7 +331,7 @@ async def _retry(
         return
     obj.setdefault("apiVersion", kind.api_version)
     obj.setdefault("kind", kind.kind)
-    await handle(runtime, kind, obj, log)
+    await handle(runtime, kind, obj, object_logger(obj))
 
 
 def _cancel_retry(runtime: runtime_.Runtime, uid: str) -> None:
@@ -363,9 +375,21 @@ def _set_managed_gauge(runtime: runtime_.Runtime) -> None:
         runtime.metrics.managed.labels(kind).set(count)
 
 
-def _plain(body: Any) -> dict[str, Any]:
-    """kopf's Body as plain dicts (it is a read-only view over the raw event's object)."""
-    raw = getattr(body, "_src", None)
-    import copy
+def _plain(body: kopf.Body) -> dict[str, Any]:
+    """kopf's Body as plain dicts of our own: it is a read-only mapping view over the raw
+    event's object, whose values are that object's own dicts, so copy them deep."""
+    return copy.deepcopy(dict(body))
 
-    return copy.deepcopy(dict(raw if isinstance(raw, Mapping) else body))
+
+def object_logger(obj: Mapping[str, Any]) -> logging.LoggerAdapter[logging.Logger]:
+    """A logger whose lines carry ``obj`` as kopf's per-object logger's do (JSON ``object``,
+    a ``[namespace/name]`` prefix in text), for work outside kopf's handlers (retries, scans)."""
+    metadata = obj.get("metadata") or {}
+    ref = {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "name": metadata.get("name"),
+        "uid": metadata.get("uid"),
+        "namespace": metadata.get("namespace"),
+    }
+    return logging.LoggerAdapter(log, {"k8s_ref": ref})

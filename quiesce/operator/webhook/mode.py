@@ -205,8 +205,9 @@ def register(registry: Any, runtime: runtime_.Runtime) -> Webhook:
     async def inject_pod(
         body: kopf.Body, patch: kopf.Patch, warnings: list[str], dryrun: bool, **_: Any
     ) -> None:
-        raw = getattr(body, "_src", None)
-        admission = webhook.admit(raw if isinstance(raw, Mapping) else dict(body), dryrun=dryrun)
+        # The Body is a read-only mapping over the request's object; the admission reads
+        # it and never changes it (template.inject works on a copy).
+        admission = webhook.admit(dict(body), dryrun=dryrun)
         warnings.extend(admission.warnings)
         if admission.denial is not None:
             raise kopf.AdmissionError(admission.denial, code=400)
