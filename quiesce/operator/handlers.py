@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from quiesce import annotations as keys
 from quiesce import template
-from quiesce.operator import apply, reconcile, resources
+from quiesce.operator import apply, logs, reconcile, resources
 from quiesce.operator import runtime as runtime_
 
 if TYPE_CHECKING:
@@ -97,7 +97,6 @@ def _workload_handler(runtime: runtime_.Runtime, kind: resources.Kind) -> Any:
         type: str,
         body: kopf.Body,
         meta: kopf.Meta,
-        logger: kopf.Logger,
         disabled_namespaces: kopf.Index[str, bool],
         **_: Any,
     ) -> None:
@@ -109,8 +108,8 @@ def _workload_handler(runtime: runtime_.Runtime, kind: resources.Kind) -> Any:
         obj = _plain(body)
         obj.setdefault("apiVersion", kind.api_version)
         obj.setdefault("kind", kind.kind)
-        # kopf's per-object logger: JSON lines carry the object they are about ("object").
-        await handle(runtime, kind, obj, logger)
+        # Lines about the object carry it, as kopf's per-object logger's do (logs.py).
+        await handle(runtime, kind, obj, logs.object_logger(obj))
 
     return workload_event
 
@@ -118,9 +117,6 @@ def _workload_handler(runtime: runtime_.Runtime, kind: resources.Kind) -> Any:
 async def _startup(runtime: runtime_.Runtime, settings: kopf.OperatorSettings) -> None:
     ours = runtime.settings
     settings.posting.level = logging.INFO
-    # Events are posted by quiesce itself (events.Poster), once per write: the per-object
-    # logger's lines must not become Events too (kopf < 1.44 posted them by default).
-    settings.posting.loggers = False
     settings.peering.mandatory = ours.peering is not None
     settings.peering.name = ours.peering or "default"
     settings.peering.priority = ours.priority
@@ -294,7 +290,7 @@ async def _namespace_changed(
             continue
         for item in items:
             if reconcile.is_relevant(item["metadata"].get("annotations") or {}):
-                await handle(runtime, kind, item, object_logger(item))
+                await handle(runtime, kind, item, logs.object_logger(item))
 
 
 def _schedule(
@@ -331,7 +327,7 @@ async def _retry(
         return
     obj.setdefault("apiVersion", kind.api_version)
     obj.setdefault("kind", kind.kind)
-    await handle(runtime, kind, obj, object_logger(obj))
+    await handle(runtime, kind, obj, logs.object_logger(obj))
 
 
 def _cancel_retry(runtime: runtime_.Runtime, uid: str) -> None:
@@ -379,17 +375,3 @@ def _plain(body: kopf.Body) -> dict[str, Any]:
     """kopf's Body as plain dicts of our own: it is a read-only mapping view over the raw
     event's object, whose values are that object's own dicts, so copy them deep."""
     return copy.deepcopy(dict(body))
-
-
-def object_logger(obj: Mapping[str, Any]) -> logging.LoggerAdapter[logging.Logger]:
-    """A logger whose lines carry ``obj`` as kopf's per-object logger's do (JSON ``object``,
-    a ``[namespace/name]`` prefix in text), for work outside kopf's handlers (retries, scans)."""
-    metadata = obj.get("metadata") or {}
-    ref = {
-        "apiVersion": obj.get("apiVersion"),
-        "kind": obj.get("kind"),
-        "name": metadata.get("name"),
-        "uid": metadata.get("uid"),
-        "namespace": metadata.get("namespace"),
-    }
-    return logging.LoggerAdapter(log, {"k8s_ref": ref})

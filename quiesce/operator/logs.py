@@ -1,28 +1,21 @@
 """Logging: kopf's own formatters, as text for humans or one JSON object per line.
 
 kopf's JSON formatter carries the object reference (kind, namespace, name, uid)
-of every line logged through its per-object logger (the ``logger`` a handler
-gets) under ``object``, and the text formatter prefixes ``[namespace/name]``;
-that is what a log pipeline needs to group lines by workload. quiesce's handlers
-log through that logger, so their lines say which object they are about.
+of a line under ``object``, which is what a log pipeline needs to group lines by
+workload. quiesce's per-object lines carry it (:func:`object_logger`) on quiesce's
+own logger: kopf's per-object logger in watch handlers reports its records as
+coming from kopf's source, and its INFO lines are kopf's chatter, silenced below.
+The reference alone never makes a line an Event (kopf posts only records that
+carry its settings).
 """
 
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import Mapping
+from typing import Any
 
-
-class _KopfChatter(logging.Filter):
-    """Drops kopf's own per-object lines below WARNING ("Handler ... succeeded", one per
-    watch event of every workload), keeping quiesce's lines on the same logger."""
-
-    def __init__(self, package_dir: str) -> None:
-        super().__init__()
-        self.package_dir = package_dir
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or not record.pathname.startswith(self.package_dir)
+log = logging.getLogger("quiesce.operator")
 
 
 def configure(log_format: str, *, verbose: bool = False) -> None:
@@ -36,7 +29,20 @@ def configure(log_format: str, *, verbose: bool = False) -> None:
     # The kubernetes client logs every retried connection at WARNING: keep it for real trouble.
     logging.getLogger("urllib3").setLevel(logging.ERROR)
     if not verbose:
-        # quiesce logs its own decisions on kopf's per-object logger ("kopf.objects"); of
-        # kopf's own lines there, keep the trouble only.
-        package_dir = os.path.dirname(kopf.__file__) + os.sep
-        logging.getLogger("kopf.objects").addFilter(_KopfChatter(package_dir))
+        # kopf logs every handler call ("Handler ... succeeded") at INFO: one line per watch
+        # event of every workload. quiesce logs its own decisions; keep kopf's trouble only.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+
+
+def object_logger(obj: Mapping[str, Any]) -> logging.LoggerAdapter[logging.Logger]:
+    """quiesce's logger, its lines carrying ``obj`` as kopf's per-object logger's do (the
+    JSON formatter's ``object``)."""
+    metadata = obj.get("metadata") or {}
+    ref = {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "name": metadata.get("name"),
+        "uid": metadata.get("uid"),
+        "namespace": metadata.get("namespace"),
+    }
+    return logging.LoggerAdapter(log, {"k8s_ref": ref})

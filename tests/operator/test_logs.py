@@ -1,36 +1,36 @@
-"""Operator log lines: kopf's chatter dropped, quiesce's kept, each carrying its object."""
+"""Operator log lines: each about one object carries it, as kopf's per-object lines do."""
 
 from __future__ import annotations
 
+import json
 import logging
-import os
 
 import kopf
+import pytest
 
 from quiesce.operator import handlers, logs
 
-KOPF_DIR = os.path.dirname(kopf.__file__) + os.sep
+DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "web", "namespace": "shop", "uid": "u-1"}}  # fmt: skip
 
 
-def record(pathname: str, level: int = logging.INFO) -> logging.LogRecord:
-    return logging.LogRecord("kopf.objects", level, pathname, 1, "line", None, None)
-
-
-def test_kopfs_own_info_lines_are_dropped_and_its_warnings_and_ours_kept() -> None:
-    chatter = logs._KopfChatter(KOPF_DIR)
-    assert not chatter.filter(record(KOPF_DIR + "_core/actions/execution.py"))
-    assert chatter.filter(record(KOPF_DIR + "_core/actions/execution.py", logging.WARNING))
-    assert chatter.filter(record(handlers.__file__))
-
-
-def test_lines_outside_kopfs_handlers_carry_the_object_as_kopfs_do() -> None:
-    obj = {"apiVersion": "apps/v1", "kind": "Deployment",
-           "metadata": {"name": "web", "namespace": "shop", "uid": "u-1"}}  # fmt: skip
-    adapter = handlers.object_logger(obj)
-    assert adapter.extra == {
-        "k8s_ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
-                    "uid": "u-1", "namespace": "shop"}
-    }  # fmt: skip
+def test_lines_about_an_object_carry_it_in_kopfs_json(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    root = logging.getLogger()
+    handlers_before, level_before = root.handlers[:], root.level
+    levels = {name: logging.getLogger(name).level for name in ("kopf.objects", "urllib3")}
+    try:
+        logs.configure("json")
+        logs.object_logger(DEPLOYMENT).info("Injected shop/web: quiesce.dev/inject is set.")
+    finally:
+        root.handlers[:], root.level = handlers_before, level_before
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+    (line,) = [json.loads(x) for x in capfd.readouterr().err.splitlines() if "Injected" in x]
+    assert line["message"] == "Injected shop/web: quiesce.dev/inject is set."
+    assert line["object"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                              "uid": "u-1", "namespace": "shop"}  # fmt: skip
 
 
 def test_the_handlers_body_is_copied_through_the_public_mapping_api() -> None:
