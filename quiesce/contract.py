@@ -9,13 +9,28 @@ library only: the lean sidecar imports it.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 # --- the app's preStop hook: the kubelet calls the sidecar -------------------------
 #: Path of the sidecar's hook endpoint (``preStop: httpGet`` on every target container).
 PRESTOP_PATH: Final = "/prestop"
 #: Header carrying the per-workload token on the kubelet's ``/prestop`` call.
 TOKEN_HEADER: Final = "X-Quiesce-Token"
+
+
+def is_token_header(name: object) -> bool:
+    """Header names are case-insensitive in HTTP: ``x-quiesce-token`` is ours too."""
+    return str(name).lower() == TOKEN_HEADER.lower()
+
+
+def is_our_hook(hook: Any) -> bool:
+    """Is this preStop hook quiesce's: an ``httpGet`` carrying the token header?"""
+    if not isinstance(hook, Mapping) or not isinstance(hook.get("httpGet"), Mapping):
+        return False
+    headers = hook["httpGet"].get("httpHeaders") or ()
+    return any(isinstance(h, Mapping) and is_token_header(h.get("name", "")) for h in headers)
+
 
 # --- the sidecar's environment, as the template writes it ---------------------------
 #: The ShutdownPlan as JSON (:func:`quiesce.plan.codec.to_json`).

@@ -68,6 +68,43 @@ def is_injected(pod_spec: Mapping[str, Any]) -> bool:
     return False
 
 
+#: Is this preStop hook quiesce's (the token header, compared case-insensitively)?
+is_our_hook = contract.is_our_hook
+
+
+def template_path(kind: str) -> tuple[str, ...]:
+    """Where an object of ``kind`` keeps its pod template (``metadata`` and ``spec``).
+
+    ``()`` for a Pod, which is its own template; workloads (Deployment, StatefulSet,
+    DaemonSet, ReplicaSet, Job and kinds quiesce does not know) ``spec.template``.
+    """
+    if kind == "Pod":
+        return ()
+    if kind == "CronJob":
+        return ("spec", "jobTemplate", "spec", "template")
+    if kind == "PodTemplate":
+        return ("template",)
+    return ("spec", "template")
+
+
+def pod_spec_path(kind: str) -> tuple[str, ...]:
+    """Where an object of ``kind`` keeps its pod spec: ``spec`` for a Pod, else the template's."""
+    return (*template_path(kind), "spec")
+
+
+def pod_spec(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The pod spec of an object (its ``kind`` says where), or None when it has none."""
+    node: Any = obj
+    for key in pod_spec_path(str(obj.get("kind") or "")):
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node if isinstance(node, Mapping) else None
+
+
+def json_pointer(*parts: object) -> str:
+    """An RFC 6901 pointer to ``parts`` (``~`` and ``/`` escaped), e.g. for a JSON patch."""
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in parts)
+
+
 def prestop_hook(plan: plans.ShutdownPlan, token: str) -> dict[str, Any]:
     """The hook on every target container: the kubelet calls the sidecar, with the token."""
     return {
@@ -225,6 +262,49 @@ def inject(
     return Injection(pod_spec=spec, replaced=record)
 
 
+@dataclasses.dataclass(frozen=True)
+class Planned:
+    """A pod spec's plan and injection, or every reason there is none."""
+
+    plan: plans.ShutdownPlan | None = None
+    native: bool = False
+    injection: Injection | None = None
+    plan_errors: tuple[plans.FieldError, ...] = ()
+    injection_error: str | None = None
+
+    @property
+    def errors(self) -> tuple[str, ...]:
+        """Every reason, as text (plan errors first)."""
+        found = tuple(str(error) for error in self.plan_errors)
+        return found if self.injection_error is None else (*found, self.injection_error)
+
+
+def plan_and_inject(
+    annotations: Mapping[str, str],
+    pod_spec: Mapping[str, Any],
+    config: configuration.Config,
+    *,
+    cluster_native: bool,
+    token: str,
+    written: Mapping[str, Any] | None = None,
+) -> Planned:
+    """Plan, choose the sidecar kind, inject: what template mode, webhook mode and
+    ``quiesce plan`` each do with one pod spec.
+
+    The plan reads ``written`` (the spec as the user wrote it, say without a grace the
+    API server defaulted; default ``pod_spec``); the injection changes ``pod_spec``.
+    """
+    try:
+        plan = plans.build_plan(annotations, pod_spec if written is None else written, config.plan)
+        native = resolve_native(plan, cluster_supports_native=cluster_native)
+        injection = inject(pod_spec, plan, config, token=token, native=native)
+    except plans.PlanError as exc:
+        return Planned(plan_errors=exc.errors)
+    except InjectionError as exc:
+        return Planned(injection_error=str(exc))
+    return Planned(plan=plan, native=native, injection=injection)
+
+
 def restore(pod_spec: Mapping[str, Any], replaced: Mapping[str, Any]) -> dict[str, Any]:
     """Undo :func:`inject`: the original spec back, leaving alone what others changed since.
 
@@ -259,7 +339,7 @@ def restore(pod_spec: Mapping[str, Any], replaced: Mapping[str, Any]) -> dict[st
             if not (isinstance(container, dict) and container.get("name") == name):
                 continue
             lifecycle = container.get("lifecycle")
-            if not (isinstance(lifecycle, dict) and _is_our_hook(lifecycle.get("preStop"))):
+            if not (isinstance(lifecycle, dict) and is_our_hook(lifecycle.get("preStop"))):
                 continue  # changed by someone else since: theirs now
             if was["present"]:
                 container["lifecycle"] = copy.deepcopy(was["value"])
@@ -288,13 +368,6 @@ def _remember(owner: Mapping[str, Any], key: str) -> dict[str, Any]:
     if key in owner:
         return {"present": True, "value": copy.deepcopy(owner[key])}
     return {"present": False}
-
-
-def _is_our_hook(hook: Any) -> bool:
-    if not isinstance(hook, Mapping) or not isinstance(hook.get("httpGet"), Mapping):
-        return False
-    headers = hook["httpGet"].get("httpHeaders") or ()
-    return any(isinstance(h, Mapping) and h.get("name") == TOKEN_HEADER for h in headers)
 
 
 def _literal(name: str, value: str) -> dict[str, str]:

@@ -27,13 +27,6 @@ if TYPE_CHECKING:
 #: Stands in for the random per-workload token the operator generates.
 TOKEN_PLACEHOLDER: Final = "<token>"
 
-# Where each kind keeps its pod spec (kinds not listed: spec.template.spec if present).
-_POD_SPEC_PATHS: Final[dict[str, tuple[str, ...]]] = {
-    "Pod": ("spec",),
-    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
-}
-_TEMPLATE_PATH: Final = ("spec", "template", "spec")
-
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
@@ -141,9 +134,9 @@ def plan_object(
     from quiesce import template
 
     kind = str(obj.get("kind", ""))
-    path = _POD_SPEC_PATHS.get(kind, _TEMPLATE_PATH)
-    pod_spec = _dig(obj, path)
-    if not isinstance(pod_spec, Mapping):
+    path = template.pod_spec_path(kind)
+    pod_spec = template.pod_spec(obj)
+    if pod_spec is None:
         return None
     metadata = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
     assert isinstance(metadata, Mapping)
@@ -162,15 +155,16 @@ def plan_object(
                 return {**result, "status": "skipped", "reason": f'{keys.INJECT} is "{raw_inject}"'}
         except ValueError:
             pass  # build_plan reports it with the other errors
-    try:
-        plan = plans.build_plan(annotations, pod_spec, config.plan)
-        mode = template.resolve_native(plan, cluster_supports_native=native)
-        injection = template.inject(pod_spec, plan, config, token=TOKEN_PLACEHOLDER, native=mode)
-    except plans.PlanError as exc:
-        return {**result, "status": "error", "errors": [_error(e) for e in exc.errors]}
-    except template.InjectionError as exc:
-        return {**result, "status": "error", "errors": [{"message": str(exc)}]}
-    prefix = "/" + "/".join(path)
+    planned = template.plan_and_inject(
+        annotations, pod_spec, config, cluster_native=native, token=TOKEN_PLACEHOLDER
+    )
+    plan, mode, injection = planned.plan, planned.native, planned.injection
+    if plan is None or injection is None:
+        errors = [_error(e) for e in planned.plan_errors]
+        if planned.injection_error is not None:
+            errors.append({"message": planned.injection_error})
+        return {**result, "status": "error", "errors": errors}
+    prefix = template.json_pointer(*path)
     return {
         **result,
         "status": "ok",
@@ -253,15 +247,17 @@ def print_table(results: list[dict[str, Any]], out: TextIO) -> None:
 
 def json_patch(before: Any, after: Any, path: str = "") -> list[dict[str, Any]]:
     """RFC 6902 operations that turn ``before`` into ``after`` (adds, removes, replaces)."""
+    from quiesce import template
+
     if before == after:
         return []
     if isinstance(before, Mapping) and isinstance(after, Mapping):
         ops: list[dict[str, Any]] = []
         for key in before:
             if key not in after:
-                ops.append({"op": "remove", "path": f"{path}/{_pointer(key)}"})
+                ops.append({"op": "remove", "path": path + template.json_pointer(key)})
         for key, value in after.items():
-            where = f"{path}/{_pointer(key)}"
+            where = path + template.json_pointer(key)
             if key not in before:
                 ops.append({"op": "add", "path": where, "value": value})
             else:
@@ -280,10 +276,6 @@ def json_patch(before: Any, after: Any, path: str = "") -> list[dict[str, Any]]:
     return [{"op": "replace", "path": path, "value": after}]
 
 
-def _pointer(key: Any) -> str:
-    return str(key).replace("~", "~0").replace("/", "~1")
-
-
 def _error(error: Any) -> dict[str, str]:
     return {
         "annotation": error.annotation,
@@ -292,14 +284,6 @@ def _error(error: Any) -> dict[str, str]:
         "expected": error.expected,
         "message": str(error),
     }
-
-
-def _dig(obj: Any, path: tuple[str, ...]) -> Any:
-    for key in path:
-        if not isinstance(obj, Mapping):
-            return None
-        obj = obj.get(key)
-    return obj
 
 
 def _objects(document: Any) -> Iterator[Mapping[str, Any]]:

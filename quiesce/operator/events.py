@@ -8,11 +8,18 @@ its namespace with the same Event.
 
 from __future__ import annotations
 
+import datetime
+import logging
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
+from quiesce.operator import apply, reconcile
 from quiesce.operator import metrics as metrics_
-from quiesce.operator import reconcile
+
+if TYPE_CHECKING:
+    from quiesce.operator import runtime as runtime_
+
+log = logging.getLogger("quiesce.operator")
 
 
 class Poster:
@@ -46,3 +53,42 @@ class Poster:
 
     def forget(self, uid: str) -> None:
         self._reported.pop(uid, None)
+
+
+async def post_event(
+    runtime: runtime_.Runtime, obj: Mapping[str, Any], event: reconcile.Event
+) -> None:
+    """Post an Event through the API directly: kopf's poster only works inside its own
+    per-object tasks (its queue is a context variable), and these come from background ones."""
+    metadata = obj.get("metadata") or {}
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    namespace = str(metadata.get("namespace") or "default")
+    body = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{metadata.get('name', 'quiesce')}.", "namespace": namespace},
+        "involvedObject": {
+            "apiVersion": obj.get("apiVersion"),
+            "kind": obj.get("kind"),
+            "name": metadata.get("name"),
+            "namespace": namespace,
+            "uid": metadata.get("uid"),
+        },
+        "type": event.type,
+        "reason": event.reason,
+        "message": event.message[:1024],
+        "source": {"component": "quiesce"},
+        "reportingComponent": "quiesce",
+        "reportingInstance": "quiesce-operator",
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    try:
+        await runtime.call(
+            lambda: runtime.api.request("POST", f"/api/v1/namespaces/{namespace}/events", body=body)
+        )
+    except apply.ApiError as exc:
+        log.warning("Posting the %s Event failed: %s.", event.reason, exc)
+        return
+    runtime.metrics.events.labels(event.type).inc()

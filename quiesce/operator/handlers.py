@@ -11,20 +11,22 @@ operator level-triggered and never blocks other objects.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from quiesce import annotations as keys
 from quiesce import template
-from quiesce.operator import apply, events, reconcile, resources
-from quiesce.operator import metrics as metrics_
-from quiesce.operator import settings as settings_
+from quiesce.operator import apply, logs, reconcile, resources
+from quiesce.operator import runtime as runtime_
+
+if TYPE_CHECKING:
+    import kopf
 
 log = logging.getLogger("quiesce.operator")
-T = TypeVar("T")
 
 #: Seconds before the n-th retry of a failed write (the last one repeats).
 RETRY_BACKOFF = (0.2, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
@@ -41,66 +43,7 @@ _PAST = {
 }
 
 
-class RateLimiter:
-    """A token bucket: at most ``per_minute`` actions a minute, bursts of at most one minute's."""
-
-    def __init__(self, per_minute: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = per_minute / 60.0
-        self.capacity = max(1.0, per_minute)
-        self.tokens = self.capacity
-        self.clock = clock
-        self.stamp = clock()
-
-    def allow(self) -> float:
-        """0 when allowed now (a token is taken), else the seconds until one is available."""
-        now = self.clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate if self.rate > 0 else 3600.0
-
-
-@dataclasses.dataclass
-class Runtime:
-    """Operator-wide state (kopf's ``memo``): the client, caches, retries."""
-
-    settings: settings_.OperatorSettings
-    metrics: metrics_.Metrics = dataclasses.field(default_factory=metrics_.Metrics)
-    client: apply.Client | None = None
-    cluster_native: bool = True
-    poster: events.Poster = dataclasses.field(init=False)
-    upgrades: RateLimiter = dataclasses.field(init=False)
-    locks: dict[str, asyncio.Lock] = dataclasses.field(default_factory=dict)
-    attempts: dict[str, int] = dataclasses.field(default_factory=dict)
-    retries: dict[str, asyncio.TimerHandle] = dataclasses.field(default_factory=dict)
-    managed: dict[str, str] = dataclasses.field(default_factory=dict)
-    generations: dict[str, int] = dataclasses.field(default_factory=dict)
-    bound: set[tuple[str, str]] = dataclasses.field(default_factory=set)
-    disabled_namespaces: set[str] = dataclasses.field(default_factory=set)
-    tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
-    semaphore: asyncio.Semaphore | None = None
-
-    def __post_init__(self) -> None:
-        self.poster = events.Poster(self.metrics)
-        self.upgrades = RateLimiter(self.settings.upgrades_per_minute)
-
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking client call in a worker thread, at most ``workers`` at once."""
-        if self.semaphore is None:
-            self.semaphore = asyncio.Semaphore(self.settings.workers)
-        async with self.semaphore:
-            return await asyncio.to_thread(fn, *args)
-
-    @property
-    def api(self) -> apply.Client:
-        if self.client is None:
-            raise RuntimeError("the API client is made at startup")
-        return self.client
-
-
-def register(registry: Any, runtime: Runtime) -> None:
+def register(registry: Any, runtime: runtime_.Runtime) -> None:
     """Register every handler on ``registry`` (a ``kopf.OperatorRegistry``)."""
     import kopf
 
@@ -136,10 +79,10 @@ def register(registry: Any, runtime: Runtime) -> None:
         return {name: True}
 
     @kopf.on.event("namespaces", registry=registry, id="namespaces")
-    async def namespace_event(name: str, labels: Mapping[str, str], **_: Any) -> None:
+    async def namespace_event(name: str, labels: kopf.Labels, **_: Any) -> None:
         await _namespace_changed(runtime, name, labels)
 
-    def relevant(annotations: Mapping[str, str], **_: Any) -> bool:
+    def relevant(annotations: kopf.Annotations, **_: Any) -> bool:
         return reconcile.is_relevant(annotations)
 
     for kind in resources.WORKLOADS:
@@ -148,26 +91,30 @@ def register(registry: Any, runtime: Runtime) -> None:
         )(_workload_handler(runtime, kind))
 
 
-def _workload_handler(runtime: Runtime, kind: resources.Kind) -> Any:
+def _workload_handler(runtime: runtime_.Runtime, kind: resources.Kind) -> Any:
     async def workload_event(
-        *, type: str, body: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **kw: Any
+        *,
+        type: str,
+        body: kopf.Body,
+        meta: kopf.Meta,
+        disabled_namespaces: kopf.Index[str, bool],
+        **_: Any,
     ) -> None:
-        obj = _plain(body)
-        uid = str(obj["metadata"].get("uid"))
         if type == "DELETED":
-            _forget(runtime, uid)
+            _forget(runtime, str(meta.uid))
             return
-        namespace = str(obj["metadata"].get("namespace"))
-        if runtime.settings.disabled or namespace in kw["disabled_namespaces"]:
+        if runtime.settings.disabled or meta.namespace in disabled_namespaces:
             return
+        obj = _plain(body)
         obj.setdefault("apiVersion", kind.api_version)
         obj.setdefault("kind", kind.kind)
-        await handle(runtime, kind, obj, log)
+        # Lines about the object carry it, as kopf's per-object logger's do (logs.py).
+        await handle(runtime, kind, obj, logs.object_logger(obj))
 
     return workload_event
 
 
-async def _startup(runtime: Runtime, settings: Any) -> None:
+async def _startup(runtime: runtime_.Runtime, settings: kopf.OperatorSettings) -> None:
     ours = runtime.settings
     settings.posting.level = logging.INFO
     settings.peering.mandatory = ours.peering is not None
@@ -199,7 +146,7 @@ async def _startup(runtime: Runtime, settings: Any) -> None:
 
 
 async def handle(
-    runtime: Runtime,
+    runtime: runtime_.Runtime,
     kind: resources.Kind,
     obj: dict[str, Any],
     logger: logging.Logger | logging.LoggerAdapter[Any],
@@ -216,7 +163,7 @@ async def handle(
 
 
 async def _reconcile(
-    runtime: Runtime,
+    runtime: runtime_.Runtime,
     kind: resources.Kind,
     obj: dict[str, Any],
     logger: logging.Logger | logging.LoggerAdapter[Any],
@@ -298,7 +245,7 @@ async def _reconcile(
     logger.info("%s %s/%s: %s.", _PAST[decision.action], namespace, name, decision.why)
 
 
-async def _bind(runtime: Runtime, namespace: str, service_account: str) -> None:
+async def _bind(runtime: runtime_.Runtime, namespace: str, service_account: str) -> None:
     """Bind the sidecar's service account; a failure never blocks the injection.
 
     Without the binding the sidecar skips its EndpointSlice check and reports it
@@ -322,7 +269,9 @@ async def _bind(runtime: Runtime, namespace: str, service_account: str) -> None:
     runtime.bound.add((namespace, service_account))
 
 
-async def _namespace_changed(runtime: Runtime, name: str, labels: Mapping[str, str]) -> None:
+async def _namespace_changed(
+    runtime: runtime_.Runtime, name: str, labels: Mapping[str, str]
+) -> None:
     """Switching a namespace back on reconciles its workloads (nothing else would)."""
     disabled = labels.get(keys.DISABLED_LABEL) == "true"
     was = name in runtime.disabled_namespaces
@@ -341,11 +290,16 @@ async def _namespace_changed(runtime: Runtime, name: str, labels: Mapping[str, s
             continue
         for item in items:
             if reconcile.is_relevant(item["metadata"].get("annotations") or {}):
-                await handle(runtime, kind, item, log)
+                await handle(runtime, kind, item, logs.object_logger(item))
 
 
 def _schedule(
-    runtime: Runtime, kind: resources.Kind, namespace: str, name: str, uid: str, delay: float
+    runtime: runtime_.Runtime,
+    kind: resources.Kind,
+    namespace: str,
+    name: str,
+    uid: str,
+    delay: float,
 ) -> None:
     """Reconcile the object again after ``delay`` seconds, from a fresh read."""
     _cancel_retry(runtime, uid)
@@ -360,7 +314,9 @@ def _schedule(
     runtime.retries[uid] = loop.call_later(delay, fire)
 
 
-async def _retry(runtime: Runtime, kind: resources.Kind, namespace: str, name: str) -> None:
+async def _retry(
+    runtime: runtime_.Runtime, kind: resources.Kind, namespace: str, name: str
+) -> None:
     try:
         obj = await runtime.call(runtime.api.get, kind, namespace, name)
     except apply.ApiError as exc:
@@ -371,17 +327,17 @@ async def _retry(runtime: Runtime, kind: resources.Kind, namespace: str, name: s
         return
     obj.setdefault("apiVersion", kind.api_version)
     obj.setdefault("kind", kind.kind)
-    await handle(runtime, kind, obj, log)
+    await handle(runtime, kind, obj, logs.object_logger(obj))
 
 
-def _cancel_retry(runtime: Runtime, uid: str) -> None:
+def _cancel_retry(runtime: runtime_.Runtime, uid: str) -> None:
     handle = runtime.retries.pop(uid, None)
     if handle is not None:
         handle.cancel()
 
 
 def _track(
-    runtime: Runtime,
+    runtime: runtime_.Runtime,
     kind: resources.Kind,
     uid: str,
     obj: Mapping[str, Any],
@@ -397,7 +353,7 @@ def _track(
         _set_managed_gauge(runtime)
 
 
-def _forget(runtime: Runtime, uid: str) -> None:
+def _forget(runtime: runtime_.Runtime, uid: str) -> None:
     _cancel_retry(runtime, uid)
     runtime.locks.pop(uid, None)
     runtime.attempts.pop(uid, None)
@@ -407,7 +363,7 @@ def _forget(runtime: Runtime, uid: str) -> None:
         _set_managed_gauge(runtime)
 
 
-def _set_managed_gauge(runtime: Runtime) -> None:
+def _set_managed_gauge(runtime: runtime_.Runtime) -> None:
     counts = dict.fromkeys((k.kind for k in resources.WORKLOADS), 0)
     for kind in runtime.managed.values():
         counts[kind] = counts.get(kind, 0) + 1
@@ -415,9 +371,7 @@ def _set_managed_gauge(runtime: Runtime) -> None:
         runtime.metrics.managed.labels(kind).set(count)
 
 
-def _plain(body: Any) -> dict[str, Any]:
-    """kopf's Body as plain dicts (it is a read-only view over the raw event's object)."""
-    raw = getattr(body, "_src", None)
-    import copy
-
-    return copy.deepcopy(dict(raw if isinstance(raw, Mapping) else body))
+def _plain(body: kopf.Body) -> dict[str, Any]:
+    """kopf's Body as plain dicts of our own: it is a read-only mapping view over the raw
+    event's object, whose values are that object's own dicts, so copy them deep."""
+    return copy.deepcopy(dict(body))

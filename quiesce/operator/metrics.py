@@ -61,3 +61,48 @@ class Metrics:
 
     def text(self) -> str:
         return prom.generate_latest(self.registry).decode()
+
+
+class WebhookMetrics:
+    """The webhook's metrics, on the operator's registry."""
+
+    def __init__(self, registry: prom.CollectorRegistry) -> None:
+        self.admissions = prom.Counter(
+            "quiesce_webhook_admissions",
+            "Pod admissions, by result (injected, skipped, already, invalid, denied, ...).",
+            ["result"],
+            registry=registry,
+        )
+        self.latency = prom.Histogram(
+            "quiesce_webhook_admission_seconds",
+            "Time to answer one admission request, from its arrival to the response.",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 3),
+            registry=registry,
+        )
+        self.missed = prom.Counter(
+            "quiesce_webhook_missed_pods",
+            "Pods found created without the sidecar that the webhook never saw (it was down "
+            "or unreachable: failurePolicy Ignore let them through). Each pod counted once.",
+            registry=registry,
+        )
+        self.not_injected = prom.Gauge(
+            "quiesce_webhook_pods_not_injected",
+            "Pods running now that asked for quiesce but were created without the sidecar.",
+            registry=registry,
+        )
+        self.cert_expiry = prom.Gauge(
+            "quiesce_webhook_certificate_expiry_timestamp_seconds",
+            "When the serving certificate in use expires (Unix time).",
+            registry=registry,
+        )
+        self.cert_problems = prom.Counter(
+            "quiesce_webhook_certificate_problems",
+            "Checks that found the webhook's certificate unusable (expired, wrong key or host, "
+            "not signed by the CA, missing).",
+            registry=registry,
+        )
+        self.rotations = prom.Counter(
+            "quiesce_webhook_certificate_rotations",
+            "Serving certificates loaded after the first (renewals, other replicas' writes).",
+            registry=registry,
+        )

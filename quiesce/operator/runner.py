@@ -11,6 +11,7 @@ import logging
 import os
 
 from quiesce.operator import handlers, logs
+from quiesce.operator import runtime as runtime_
 from quiesce.operator import settings as settings_
 
 log = logging.getLogger("quiesce.operator")
@@ -25,9 +26,9 @@ def run(settings: settings_.OperatorSettings) -> int:
         # kopf's own login (kubernetes client piggybacking) reads $KUBECONFIG.
         os.environ["KUBECONFIG"] = settings.kubeconfig
     registry = kopf.OperatorRegistry()
-    runtime = handlers.Runtime(settings=settings)
+    runtime = runtime_.Runtime(settings=settings)
     handlers.register(registry, runtime)
-    if settings.webhook:
+    if settings.webhook.enabled:
         from quiesce.operator import webhook
 
         webhook.register(registry, runtime)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from quiesce import annotations as keys
-from quiesce import durations
+from quiesce import contract, durations
 from quiesce.plan import fields, model
 from quiesce.plan.model import FieldError, KeptHook
 
@@ -359,7 +359,7 @@ def _http_prestop(
     http = http_hook(name, action, spec, errors)
     if http is None:
         return None
-    if any(h[0].lower() == model.TOKEN_HEADER.lower() for h in http.headers):
+    if any(contract.is_token_header(h[0]) for h in http.headers):
         errors.append(
             FieldError(
                 keys.INJECT,

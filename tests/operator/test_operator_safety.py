@@ -127,7 +127,12 @@ def test_the_operator_logs_json_and_serves_metrics_and_liveness(
     injected(cluster, ns)
 
     lines = [json.loads(line) for line in op.log().splitlines() if line.startswith("{")]
-    assert any(line["message"].startswith(f"Injected {ns}/web") for line in lines)
+    injections = [line for line in lines if line["message"].startswith(f"Injected {ns}/web")]
+    assert injections
+    # kopf's per-object logger: the line names the object it is about.
+    assert {"kind": "Deployment", "namespace": ns, "name": "web"}.items() <= injections[0][
+        "object"
+    ].items()
     assert all({"message", "timestamp", "severity"} <= set(line) for line in lines)
 
     def scrape() -> str | None:

@@ -209,7 +209,7 @@ def test_bad_annotations_report_every_error_once_and_touch_no_template() -> None
     assert again.write is None and not again.events
     # Fixed: injected, and the status says so.
     del obj["metadata"]["annotations"]["quiesce.dev/bogus"]
-    obj["metadata"]["annotations"][keys.CONVERGE_MAX] = "20s"
+    obj["metadata"]["annotations"][keys.CONVERGE_MAX] = "7s"
     fixed = decide(obj)
     assert fixed.action == "inject"
 
@@ -344,3 +344,61 @@ def test_a_defaulted_grace_is_planned_as_unset_like_quiesce_plan_does() -> None:
     )
     kept = decide(plain)  # no last-applied, no apply owners: 30 s counts as the user's
     assert kept.plan is not None and kept.plan.grace_period_seconds == 30
+
+
+@pytest.mark.parametrize(
+    ("hook", "ours"),
+    [
+        ({"httpGet": {"path": "/prestop", "port": 8081,
+                      "httpHeaders": [{"name": "X-Quiesce-Token", "value": "t"}]}}, True),
+        ({"httpGet": {"path": "/prestop", "port": 8081,
+                      "httpHeaders": [{"name": "x-quiesce-token", "value": "t"}]}}, True),
+        ({"httpGet": {"path": "/drain", "port": 8080}}, False),
+        ({"exec": {"command": ["sleep", "5"]}}, False),
+        ({"httpGet": "not a mapping"}, False),
+        (None, False),
+    ],
+)  # fmt: skip
+def test_our_hook_is_told_by_its_token_header_whatever_its_case(hook: Any, ours: bool) -> None:
+    assert template.is_our_hook(hook) is ours
+
+
+def test_a_hook_whose_header_name_was_lowercased_is_still_ours_so_updates_apply() -> None:
+    obj = workload()
+    obj = served(obj, decide(obj))
+    hook = obj["spec"]["template"]["spec"]["containers"][0]["lifecycle"]["preStop"]
+    hook["httpGet"]["httpHeaders"][0]["name"] = "x-quiesce-token"
+    obj["metadata"]["annotations"][keys.CONVERGE_MAX] = "7s"
+    decision = decide(obj)
+    assert decision.action == "update" and decision.write is not None
+    assert decision.write.kind == "apply"
+
+
+@pytest.mark.parametrize(
+    ("kind", "path"),
+    [
+        ("Pod", ("spec",)),
+        ("Deployment", ("spec", "template", "spec")),
+        ("Unknown", ("spec", "template", "spec")),
+        ("CronJob", ("spec", "jobTemplate", "spec", "template", "spec")),
+        ("PodTemplate", ("template", "spec")),
+    ],
+)
+def test_every_kind_keeps_its_pod_spec_where_kubernetes_does(
+    kind: str, path: tuple[str, ...]
+) -> None:
+    assert template.pod_spec_path(kind) == path
+    obj: dict[str, Any] = {"kind": kind}
+    node = obj
+    for key in path:
+        node = node.setdefault(key, {})
+    node["containers"] = []
+    assert template.pod_spec(obj) == {"containers": []}
+    assert template.pod_spec({"kind": kind, "spec": "nonsense"}) is None
+
+
+def test_json_pointers_escape_tilde_and_slash() -> None:
+    assert template.json_pointer("metadata", "annotations", "state.quiesce.dev/x~y") == (
+        "/metadata/annotations/state.quiesce.dev~1x~0y"
+    )
+    assert template.json_pointer() == ""

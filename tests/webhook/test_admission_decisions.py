@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from quiesce import annotations as keys
 from quiesce import config, plan, template
 from quiesce.operator import reconcile, webhook
 from quiesce.operator import settings as settings_
+from quiesce.operator import written as written_
 
 
 def pod(
@@ -46,9 +48,29 @@ def test_an_annotated_pod_gets_exactly_what_template_mode_gives_its_template() -
         p["spec"], expected_plan, config.Config(), token="t0ken", native=True
     ).pod_spec
     assert {**p["spec"], **result.spec} == expected
-    assert result.annotations[keys.STATE_STATUS] == reconcile.ok_status(expected_plan, native=True)
     assert result.annotations[keys.STATE_PLAN_HASH] == expected_plan.plan_hash()
     assert not result.warnings and result.denial is None
+
+
+def test_a_pod_gets_the_status_template_mode_writes_on_a_workload_with_its_template() -> None:
+    p = pod()
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop", "uid": "u-1", "resourceVersion": "1",
+                     "annotations": dict(p["metadata"]["annotations"])},
+        "spec": {"template": {"spec": copy.deepcopy(p["spec"])}},
+    }  # fmt: skip
+    decision = reconcile.reconcile(
+        deployment, config=config.Config(), cluster_native=True, new_token="t0ken"
+    )
+    assert decision.write is not None and decision.plan is not None
+    status = admit(p).annotations[keys.STATE_STATUS]
+    assert status == decision.write.body["metadata"]["annotations"][keys.STATE_STATUS]
+    assert status == (
+        f"ok: injected plan {decision.plan.plan_hash()}, "
+        f"grace {decision.plan.grace_period_seconds}s, native sidecar"
+    )
 
 
 def test_the_pod_given_is_never_modified() -> None:
@@ -125,7 +147,9 @@ def test_missed_pods_are_those_asking_without_a_sidecar_or_a_mark() -> None:
 
 
 def test_the_configuration_is_fail_open_short_side_effect_free_and_excludes_namespaces() -> None:
-    s = settings_.OperatorSettings(webhook=True, webhook_url="https://198.18.0.1:9443")
+    s = settings_.OperatorSettings(
+        webhook=settings_.WebhookSettings(enabled=True, url="https://198.18.0.1:9443")
+    )
     body = webhook.configuration_body(s, b"CA")
     (hook,) = body["webhooks"]
     assert hook["failurePolicy"] == "Ignore"
@@ -143,7 +167,7 @@ def test_the_configuration_is_fail_open_short_side_effect_free_and_excludes_name
 
 
 def test_the_chart_reaches_the_webhook_through_a_service() -> None:
-    s = settings_.OperatorSettings(webhook=True)
+    s = settings_.OperatorSettings(webhook=settings_.WebhookSettings(enabled=True))
     config_ = webhook.client_config(s, b"CA")
     assert config_["service"] == {
         "namespace": "quiesce-system", "name": "quiesce-webhook", "path": "/inject", "port": 443,
@@ -152,7 +176,9 @@ def test_the_chart_reaches_the_webhook_through_a_service() -> None:
 
 
 def test_every_namespace_and_exact_scopes_are_expressible() -> None:
-    s = settings_.OperatorSettings(webhook_namespace_label="", namespaces=("shop", "web"))
+    s = settings_.OperatorSettings(
+        webhook=settings_.WebhookSettings(namespace_label=""), namespaces=("shop", "web")
+    )
     exprs = webhook.namespace_selector(s)["matchExpressions"]
     assert not any(e["key"] == "quiesce.dev/webhook" for e in exprs)
     assert {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["shop", "web"]} in (
@@ -160,3 +186,16 @@ def test_every_namespace_and_exact_scopes_are_expressible() -> None:
     )
     assert webhook.in_scope("op-1", ("op-*",)) and not webhook.in_scope("x", ("op-*",))
     assert not webhook.in_scope("op-bad", ("op-*", "!op-bad"))
+
+
+def test_a_pod_applied_with_kubectl_and_no_grace_gets_the_plans_shorter_grace() -> None:
+    short = {keys.INJECT: "true", keys.CONVERGE_MAX: "5s"}  # the plan needs 20 s
+    p = pod(dict(short))
+    written = {"apiVersion": "v1", "kind": "Pod", "spec": {"containers": p["spec"]["containers"]}}
+    p["metadata"]["annotations"][written_.LAST_APPLIED] = json.dumps(written)
+    assert admit(p).spec["terminationGracePeriodSeconds"] == 20
+    # The user's own 30 s (written in the manifest, or not known otherwise) stays.
+    written["spec"]["terminationGracePeriodSeconds"] = 30
+    p["metadata"]["annotations"][written_.LAST_APPLIED] = json.dumps(written)
+    assert "terminationGracePeriodSeconds" not in admit(p).spec
+    assert "terminationGracePeriodSeconds" not in admit(pod(dict(short))).spec

@@ -1,0 +1,79 @@
+"""Operator-wide state, shared by template mode and webhook mode (kopf's ``memo``).
+
+Its own module so that the webhook and the handlers both depend on it and not
+on each other: the client, the metrics, the caches and the retry bookkeeping
+of one operator process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from quiesce.operator import apply, events
+from quiesce.operator import metrics as metrics_
+from quiesce.operator import settings as settings_
+
+T = TypeVar("T")
+
+
+class RateLimiter:
+    """A token bucket: at most ``per_minute`` actions a minute, bursts of at most one minute's."""
+
+    def __init__(self, per_minute: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, per_minute)
+        self.tokens = self.capacity
+        self.clock = clock
+        self.stamp = clock()
+
+    def allow(self) -> float:
+        """0 when allowed now (a token is taken), else the seconds until one is available."""
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate if self.rate > 0 else 3600.0
+
+
+@dataclasses.dataclass
+class Runtime:
+    """Operator-wide state (kopf's ``memo``): the client, caches, retries."""
+
+    settings: settings_.OperatorSettings
+    metrics: metrics_.Metrics = dataclasses.field(default_factory=metrics_.Metrics)
+    client: apply.Client | None = None
+    cluster_native: bool = True
+    poster: events.Poster = dataclasses.field(init=False)
+    upgrades: RateLimiter = dataclasses.field(init=False)
+    locks: dict[str, asyncio.Lock] = dataclasses.field(default_factory=dict)
+    attempts: dict[str, int] = dataclasses.field(default_factory=dict)
+    retries: dict[str, asyncio.TimerHandle] = dataclasses.field(default_factory=dict)
+    managed: dict[str, str] = dataclasses.field(default_factory=dict)
+    generations: dict[str, int] = dataclasses.field(default_factory=dict)
+    bound: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+    disabled_namespaces: set[str] = dataclasses.field(default_factory=set)
+    tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
+    semaphore: asyncio.Semaphore | None = None
+
+    def __post_init__(self) -> None:
+        self.poster = events.Poster(self.metrics)
+        self.upgrades = RateLimiter(self.settings.upgrades_per_minute)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking client call in a worker thread, at most ``workers`` at once."""
+        if self.semaphore is None:
+            self.semaphore = asyncio.Semaphore(self.settings.workers)
+        async with self.semaphore:
+            return await asyncio.to_thread(fn, *args)
+
+    @property
+    def api(self) -> apply.Client:
+        if self.client is None:
+            raise RuntimeError("the API client is made at startup")
+        return self.client
