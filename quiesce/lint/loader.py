@@ -39,7 +39,7 @@ class _Loader(_Base):  # type: ignore[valid-type,misc]
     depends only on its first character's implicit resolvers.
     """
 
-    def descend_resolver(self, current_node: object, current_index: object) -> None:
+    def descend_resolver(self, _current_node: object, _current_index: object) -> None:
         pass
 
     def ascend_resolver(self) -> None:

@@ -32,7 +32,6 @@ DAEMONSETS: Final = Kind("apps", "v1", "daemonsets", "DaemonSet")
 
 #: Every kind with ``spec.template.spec`` the operator watches.
 WORKLOADS: Final = (DEPLOYMENTS, STATEFULSETS, DAEMONSETS)
-BY_KIND: Final = {kind.kind: kind for kind in WORKLOADS}
 
 #: Where a workload keeps its pod spec, as a JSON pointer.
 POD_SPEC_POINTER: Final = "/spec/template/spec"

@@ -190,10 +190,8 @@ def test_an_expired_provided_certificate_is_reported_and_pods_fail_open_and_are_
         )  # fmt: skip
         assert "is unusable: the serving certificate expired at" in op.log()
         assert "provided by someone else" in op.log()
-        started = time.monotonic()
         created = create_pod(cluster, pod(tls_namespace, "while-expired"))
         assert not has_sidecar(created), "the API server must refuse an expired certificate"
-        assert time.monotonic() - started < 3
         wait_for(
             lambda: metric(op, "quiesce_webhook_missed_pods_total") == 1,
             what="the pod created through the failed TLS handshake to be counted",

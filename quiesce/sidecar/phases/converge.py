@@ -32,9 +32,7 @@ class ConsulWatch:
     """State of the "gone from Consul's health results" check."""
 
     state: str = "listed"  # listed | gone | unknown
-    gone_at: float | None = None
     error: str = ""
-    polls: int = 0
 
 
 async def watch_consul(
@@ -47,10 +45,7 @@ async def watch_consul(
         except Exception as exc:  # ConsulUnavailable, or a client that cannot be built
             state.state, state.error = "unknown", str(exc)
         else:
-            state.polls += 1
             if not listed:
-                if state.state != "gone":
-                    state.gone_at = time.monotonic()
                 state.state = "gone"
                 return
             state.state = "listed"
