@@ -67,7 +67,6 @@ def test_unreachable_cluster_is_bad_input_and_files_are_still_linted(
         )
     )
     fixture = pathlib.Path(__file__).parent / "fixtures" / "manifests" / "ql008-fires-zero.yaml"
-    started = time.monotonic()
     code = cli.main(["lint", str(fixture), "--kubeconfig", str(kubeconfig), "-o", "json"])
     out, _ = capsys.readouterr()
     assert code == 2
@@ -77,7 +76,6 @@ def test_unreachable_cluster_is_bad_input_and_files_are_still_linted(
     assert error["file"] == "cluster"
     assert error["message"].startswith("cannot reach the API server: ")
     assert "refused" in error["message"].lower()
-    assert time.monotonic() - started < 60
 
 
 def test_unknown_context_is_bad_input(
