@@ -7,6 +7,7 @@ becomes a QL000 finding rather than being ignored in silence.
 from __future__ import annotations
 
 from quiesce import annotations as keys
+from quiesce import template as pod_template
 from quiesce.lint import findings, loader, rules, workloads
 from quiesce.lint.workloads import mapping, string_map, text
 
@@ -19,11 +20,7 @@ def ignored(manifest: loader.Manifest) -> tuple[frozenset[str], list[findings.Fi
     sources: list[tuple[loader.FieldPath, object]] = [
         (("metadata", "annotations"), metadata.get("annotations"))
     ]
-    template_meta: tuple[str, ...] = ("spec", "template", "metadata")
-    if kind == "CronJob":
-        template_meta = ("spec", "jobTemplate", "spec", "template", "metadata")
-    elif kind == "PodTemplate":
-        template_meta = ("template", "metadata")
+    template_meta = (*pod_template.template_path(kind), "metadata")
     if kind != "Pod":
         node: object = obj
         for part in template_meta:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Final
 
+from quiesce import template
+
 
 @dataclasses.dataclass(frozen=True)
 class Kind:
@@ -34,4 +36,4 @@ DAEMONSETS: Final = Kind("apps", "v1", "daemonsets", "DaemonSet")
 WORKLOADS: Final = (DEPLOYMENTS, STATEFULSETS, DAEMONSETS)
 
 #: Where a workload keeps its pod spec, as a JSON pointer.
-POD_SPEC_POINTER: Final = "/spec/template/spec"
+POD_SPEC_POINTER: Final = template.json_pointer(*template.pod_spec_path("Deployment"))
