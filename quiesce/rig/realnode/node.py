@@ -160,19 +160,17 @@ class RealNode:
         return ["sh", "-c", script, "in-node-cgroup", *argv]
 
     def cgroup_pids(self) -> set[int]:
-        """Every process in the node's cgroup tree (read from the pids hierarchy, or any)."""
-        pids: set[int] = set()
-        for top in self._cgroups:
-            for procs in top.rglob("cgroup.procs"):
-                with contextlib.suppress(OSError, ValueError):
-                    pids.update(int(p) for p in procs.read_text().split())
-        return pids
+        """Every process in the node's cgroup trees."""
+        return _pids_in(self._cgroups)
 
     # --- start --------------------------------------------------------------
     @classmethod
     def start(cls, rig: Rig, name: str = "rig-real-1", index: int = 1) -> RealNode:
         check_machine()
+        if any(n.name == name for n in rig.real_nodes):
+            raise errors.RigError(f"the rig already has a node named {name}")
         node = cls(rig, name, index)
+        rig.real_nodes.append(node)
         started = time.monotonic()
         try:
             node._start()
@@ -390,39 +388,15 @@ class RealNode:
         if self._acquired:
             host.release(f"{self.rig.network.bridge}/{self.name}")
             self._acquired = False
+        if self in self.rig.real_nodes:
+            self.rig.real_nodes.remove(self)
 
     def _kill_cgroup_tree(self) -> None:
-        for _ in range(50):
-            pids = self.cgroup_pids()
-            if not pids:
-                return
-            self.seen_pids |= pids
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.1)
-        raise errors.RigError(f"{self.name}: processes survive in its cgroup: {self.cgroup_pids()}")
+        self.seen_pids |= _kill_cgroup_trees(self._cgroups, self.name)
 
     def _remove_cgroups(self) -> None:
-        for top in self._cgroups:
-            if not top.exists():
-                continue
-            for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-                self._rmdir(d)
-            self._rmdir(top)
+        _remove_cgroup_trees(self._cgroups)
         self._cgroups = [c for c in self._cgroups if c.exists()]
-
-    @staticmethod
-    def _rmdir(d: Path) -> None:
-        for _ in range(50):
-            try:
-                d.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError:  # EBUSY while a dying process still counts
-                time.sleep(0.1)
-        d.rmdir()
 
     def _delete_node_object(self) -> None:
         if self.rig.control_plane is None or not self.rig.control_plane.apiserver.running():
@@ -439,3 +413,63 @@ class RealNode:
             "pod_range": self.pod_range(),
             "holder": self.holder.pid if self.holder and self.holder.popen else None,
         }
+
+
+def _pids_in(tops: Sequence[Path]) -> set[int]:
+    pids: set[int] = set()
+    for top in tops:
+        for procs in top.rglob("cgroup.procs"):
+            with contextlib.suppress(OSError, ValueError):
+                pids.update(int(p) for p in procs.read_text().split())
+    return pids
+
+
+def _kill_cgroup_trees(tops: Sequence[Path], what: str) -> set[int]:
+    """SIGKILL everything in the cgroup trees until they are empty; returns the pids seen."""
+    seen: set[int] = set()
+    for _ in range(50):
+        pids = _pids_in(tops)
+        if not pids:
+            return seen
+        seen |= pids
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    raise errors.RigError(f"{what}: processes survive in its cgroups: {_pids_in(tops)}")
+
+
+def _remove_cgroup_trees(tops: Sequence[Path]) -> None:
+    for top in tops:
+        if not top.exists():
+            continue
+        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            _rmdir(d)
+        _rmdir(top)
+
+
+def _rmdir(d: Path) -> None:
+    for _ in range(50):
+        try:
+            d.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:  # EBUSY while a dying process still counts
+            time.sleep(0.1)
+    d.rmdir()
+
+
+def cleanup_after(bridge: str) -> None:
+    """Remove what real nodes of the rig on ``bridge`` left when their process died.
+
+    For ``python -m quiesce.rig down``: every process in those nodes' cgroups
+    (holders, containerd, the kubelet, shims, containers) is killed, the
+    cgroups are removed, and the host's settings are restored if no other
+    node is alive. The rig's own teardown deletes the network namespaces.
+    """
+    tops = [d for h in cgroup_hierarchies() for d in h.glob(f"quiesce-{bridge}-*") if d.is_dir()]
+    if tops:
+        _kill_cgroup_trees(tops, f"real nodes on {bridge}")
+        _remove_cgroup_trees(tops)
+    host.recover()
