@@ -120,6 +120,12 @@ def netns() -> set[str]:
     return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
+def rules() -> list[str]:
+    """The host's iptables rules (every table; counters and timestamps left out)."""
+    out = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    return [re.sub(r"\[\d+:\d+\]", "", line) for line in out.splitlines() if line[:1] != "#"]
+
+
 def top_cgroups() -> set[str]:
     return {str(d) for h in cgroup_hierarchies() for d in h.iterdir() if d.is_dir()}
 
@@ -130,6 +136,7 @@ def snapshot() -> dict[str, Any]:
         "mounts": mounts(),
         "links": links(),
         "netns": netns(),
+        "rules": rules(),
         "cgroups": top_cgroups(),
         "paths": {p: os.path.exists(p) for p in host.PRIVATE_PATHS},
     }
@@ -174,6 +181,7 @@ def node(rig_instance: rig.Rig, before: dict[str, Any]) -> Iterator[RealNode]:
     rig_instance.kubectl("create", "namespace", NAMESPACE)
     yield n
     n.stop()  # idempotent: the last test already stopped it
+    rig_instance.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
 
 
 # --- tests ------------------------------------------------------------------------
@@ -272,6 +280,7 @@ def test_teardown_leaves_the_host_as_before(node: RealNode, before: dict[str, An
     assert new_links == set()
     assert node_netns not in after["netns"]
     assert after["cgroups"] - before["cgroups"] == set()
+    assert after["rules"] == before["rules"]
     assert after["paths"] == before["paths"]
     changed = {
         k: (v, after["sysctls"].get(k))

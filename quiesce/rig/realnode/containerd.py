@@ -1,4 +1,4 @@
-"""containerd's configuration for a real node (config version 3, containerd 2.x).
+"""containerd's configuration for a real node (config version 4, containerd 2.4).
 
 The CRI plugin runs pods with runc through the runc v2 shim, takes the pause
 image built here as its pinned sandbox image (never pulled: no registry is
@@ -21,9 +21,11 @@ def _q(value: str) -> str:
 
 def config(*, runc: Path, sandbox_image: str, cni_bin_dir: Path, cni_conf_dir: Path) -> str:
     return f"""\
-version = 3
+version = 4
 root = "/var/lib/containerd"
 state = "/run/containerd"
+# Never the host's /etc/containerd/conf.d (the default).
+imports = []
 # The "opt" plugin would create /opt/containerd; nothing here uses it.
 disabled_plugins = ["io.containerd.internal.v1.opt"]
 
