@@ -191,6 +191,8 @@ def test_the_node_registers_ready_with_its_own_address(node: RealNode) -> None:
     addresses = {a["type"]: a["address"] for a in obj["status"]["addresses"]}
     assert addresses["InternalIP"] == node.ip
     assert node.ip != node.rig.network.host_ip
+    # The pods' addresses are the node's while it lives: the rig hands none of them out.
+    assert set(node.pod_addresses()) & set(node.rig.network._free) == set()
     info = obj["status"]["nodeInfo"]
     assert info["kubeletVersion"] == "v1.37.2"
     assert info["containerRuntimeVersion"].startswith("containerd://")
@@ -293,3 +295,4 @@ def test_teardown_leaves_the_host_as_before(node: RealNode, before: dict[str, An
     }
     assert during != {k: before["sysctls"][k] for k in host.SYSCTLS}, "the kubelet changed nothing?"
     assert node.node_object() is None
+    assert set(node.pod_addresses()) <= set(node.rig.network._free)

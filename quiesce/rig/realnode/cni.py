@@ -4,11 +4,12 @@ Inside the node's network namespace the veth from the rig's bridge is a port
 of a bridge, ``cni0``, that also carries the node's address. The bridge
 plugin attaches each pod's veth to ``cni0``, so pods sit on the rig's layer-2
 segment with addresses from the rig's own /24 (a range per node, from
-host-local), their default route through the rig's bridge address: HAProxy,
-Consul and the client namespace reach pod IPs as they reach the node
-agent's. ``isGateway`` is off (the node is not the pods' router) and there is
-no masquerading: a pod's traffic leaves with the pod's address. The
-loopback plugin is run by containerd itself for every sandbox.
+host-local: node 1 .41-.60, node 2 .61-.80, node 3 .81-.100), their default
+route through the rig's bridge address: HAProxy, Consul and the client
+namespace reach pod IPs as they reach the node agent's. ``isGateway`` is off
+(the node is not the pods' router) and there is no masquerading: a pod's
+traffic leaves with the pod's address. The loopback plugin is run by
+containerd itself for every sandbox.
 """
 
 from __future__ import annotations
@@ -21,9 +22,16 @@ from typing import Any, Final
 BRIDGE: Final = "cni0"
 PLUGIN_DIRS: Final = ("/usr/lib/cni", "/opt/cni/bin")
 PLUGINS: Final = ("bridge", "host-local", "loopback")
-FIRST_HOST: Final = 160
-"""Host index where the first real node's pod range starts (the node agent's pods use .101+)."""
-PODS_PER_NODE: Final = 30
+FIRST_HOST: Final = 41
+"""Host index where the first real node's pod range starts.
+
+Inside the rig's own part of the /24 (.2-.100, which the test process hands
+out, see :class:`quiesce.rig.network.RigNetwork`), never the node agent's
+(.101 up, which a separate process hands out and could not know about):
+the node takes its range out of the rig's free addresses while it lives.
+"""
+PODS_PER_NODE: Final = 20
+MAX_NODES: Final = 3
 
 
 def plugin_dir() -> Path | None:
@@ -36,10 +44,10 @@ def plugin_dir() -> Path | None:
 
 def pod_range(subnet: ipaddress.IPv4Network, index: int) -> tuple[str, str]:
     """The first and last pod address of node ``index`` (1-based) in the rig's subnet."""
+    if not 1 <= index <= MAX_NODES:
+        raise ValueError(f"a rig has real nodes 1 to {MAX_NODES}, not {index}")
     first = FIRST_HOST + (index - 1) * PODS_PER_NODE
     last = first + PODS_PER_NODE - 1
-    if last > 254:
-        raise ValueError(f"no pod range left for node {index} in {subnet}")
     base = int(subnet.network_address)
     return str(ipaddress.IPv4Address(base + first)), str(ipaddress.IPv4Address(base + last))
 

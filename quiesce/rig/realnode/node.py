@@ -30,6 +30,7 @@ removes the mount points it created, once no other node needs them.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import shutil
 import signal
@@ -100,6 +101,7 @@ class RealNode:
         self.kubelet: process.ManagedProcess | None = None
         self.seen_pids: set[int] = set()
         self._acquired = False
+        self._reserved = False
         self._cgroups: list[Path] = []
         self.started_seconds: float | None = None
 
@@ -188,6 +190,7 @@ class RealNode:
         pause, busybox = images.pause_image(), images.busybox_image()
 
         self._make_namespace()
+        self._reserve_pod_range()
         self._make_cgroups()
         # The holder: a process in the node's network namespace and a new,
         # private mount namespace, for as long as the node lives.
@@ -319,6 +322,25 @@ class RealNode:
         ns.exec_ip("route", "replace", "default", "via", net.host_ip)
         self.rig.save_state()
 
+    def pod_addresses(self) -> list[str]:
+        first, last = (ipaddress.IPv4Address(a) for a in self.pod_range())
+        return [str(ipaddress.IPv4Address(a)) for a in range(int(first), int(last) + 1)]
+
+    def _reserve_pod_range(self) -> None:
+        """Take the pods' addresses out of the rig's free ones while the node lives."""
+        net = self.rig.network
+        taken = {ns.ip for ns in net.namespaces.values()} & set(self.pod_addresses())
+        if taken:
+            raise errors.RigError(f"{self.name}: pod addresses in use on {net.bridge}: {taken}")
+        reserved = set(self.pod_addresses())
+        net._free = [ip for ip in net._free if ip not in reserved]
+        self._reserved = True
+
+    def _release_pod_range(self) -> None:
+        if self._reserved:
+            self.rig.network._free += self.pod_addresses()
+            self._reserved = False
+
     def _make_cgroups(self) -> None:
         for hierarchy in cgroup_hierarchies():
             d = hierarchy / self.cgroup
@@ -385,6 +407,7 @@ class RealNode:
             self.namespace = None
             self.rig.save_state()
         self._delete_node_object()
+        self._release_pod_range()
         if self._acquired:
             host.release(f"{self.rig.network.bridge}/{self.name}")
             self._acquired = False
