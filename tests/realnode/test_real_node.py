@@ -34,7 +34,7 @@ NAMESPACE = "realnode"
 
 # sysctls that move by themselves (counters, entropy, other sessions' ttys).
 VOLATILE = re.compile(
-    r"^(kernel\.random\.|kernel\.ns_last_pid|kernel\.pty\.nr|fs\.(dentry-state|file-nr|inode-nr|"
+    r"^(kernel\.random\.|kernel\.ns_last_pid|kernel\.pty\.nr|fs\.(aio-nr|dentry-state|file-nr|inode-nr|"
     r"inode-state|quota\.)|net\.netfilter\.nf_conntrack_count|kernel\.sched_domain|"
     r"net\.(ipv4|ipv6)\.(conf|neigh)\.(?!all\.|default\.))"
 )
