@@ -252,6 +252,28 @@ def test_a_pod_runs_ready_and_stops_after_its_prestop_hook(node: RealNode, tmp_p
     )
 
 
+def test_a_second_node_runs_beside_and_leaves_without_undoing_the_first(node: RealNode) -> None:
+    second = RealNode.start(node.rig, "rig-real-2", 2)
+    try:
+        assert second.ip != node.ip
+        assert set(second.pod_addresses()).isdisjoint(node.pod_addresses())
+        obj = second.node_object()
+        assert obj is not None
+        assert {a["type"]: a["address"] for a in obj["status"]["addresses"]}["InternalIP"] == (
+            second.ip
+        )
+        netns_name, cgroups = second.netns, list(second._cgroups)
+    finally:
+        second.stop()
+    assert netns_name not in netns()
+    assert [c for c in cgroups if c.exists()] == []
+    assert second.node_object() is None
+    # The first node still runs, so the kernel settings stay the kubelet's until it leaves.
+    assert host.read_sysctl("kernel.panic") == "10"
+    assert node.ready()
+    assert node.crictl("info").returncode == 0
+
+
 def test_teardown_leaves_the_host_as_before(node: RealNode, before: dict[str, Any]) -> None:
     prefix = node.rig.network.prefix
     node_netns, holder = node.netns, node.holder
