@@ -20,6 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument(
         "--node-agent", action="store_true", help="also run the node agent (pods really run)"
     )
+    up.add_argument(
+        "--real-nodes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run N real nodes (kubelet, containerd, runc; tainted quiesce.dev/real-node)",
+    )
     sub.add_parser("down", help="stop every rig started with `up`, leaving no process behind")
     sub.add_parser("status", help="list running rigs")
     args = parser.parse_args(argv)
@@ -35,6 +42,16 @@ def main(argv: list[str] | None = None) -> int:
                 kubernetes=not args.no_kubernetes,
                 node_agent=args.node_agent and not args.no_kubernetes,
             )
+            if args.real_nodes and not args.no_kubernetes:
+                from quiesce.rig.realnode.node import RealNode
+
+                try:
+                    for i in range(1, args.real_nodes + 1):
+                        node = RealNode.start(r, f"rig-real-{i}", i)
+                        print(f"# real node {node.name}: {node.ip}, netns {node.netns}")
+                except BaseException:
+                    r.stop()
+                    raise
             print(f"# rig up in {time.monotonic() - started:.1f} s; logs in {r.workdir}/logs")
             for key, value in r.env().items():
                 print(f"export {key}={value}")

@@ -32,6 +32,9 @@ class Family:
     version: str
     binaries: tuple[str, ...]
     ldflags: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    cgo: bool = False
+    """Build with CGO (runc links libseccomp: Debian's ``libseccomp-dev``)."""
 
     @property
     def directory(self) -> Path:
@@ -61,6 +64,11 @@ KUBERNETES_VERSION: Final = "v1.37.2"
 ETCD_VERSION: Final = "v3.6.16"
 CONSUL_VERSION: Final = "v1.14.11"
 HELM_VERSION: Final = "v3.22.0"
+# The real node (quiesce.rig.realnode): a kubelet from the same Kubernetes
+# release as the control plane, containerd with its runc shim, runc, crictl.
+CONTAINERD_VERSION: Final = "v2.4.2"
+RUNC_VERSION: Final = "v1.5.3"
+CRICTL_VERSION: Final = "v1.37.0"
 
 FAMILIES: Final = {
     f.name: f
@@ -86,6 +94,36 @@ FAMILIES: Final = {
             HELM_VERSION,
             ("helm",),
             (f"-X helm.sh/helm/v3/internal/version.version={HELM_VERSION}",),
+        ),
+        # A family of its own (module gobuild/kubelet), so the control plane's
+        # cached build is not invalidated by the kubelet.
+        Family(
+            "kubelet", KUBERNETES_VERSION, ("kubelet",), _kubernetes_ldflags(KUBERNETES_VERSION)
+        ),
+        Family(
+            "containerd",
+            CONTAINERD_VERSION,
+            ("containerd", "containerd-shim-runc-v2", "ctr"),
+            (
+                f"-X github.com/containerd/containerd/v2/version.Version={CONTAINERD_VERSION}",
+                "-X github.com/containerd/containerd/v2/version.Package="
+                "github.com/containerd/containerd/v2",
+            ),
+            tags=("no_btrfs", "no_devmapper", "no_zfs"),
+        ),
+        Family(
+            "runc",
+            RUNC_VERSION,
+            ("runc",),
+            (f"-X main.version={RUNC_VERSION.lstrip('v')}",),
+            tags=("seccomp", "urfave_cli_no_docs"),
+            cgo=True,
+        ),
+        Family(
+            "crictl",
+            CRICTL_VERSION,
+            ("crictl",),
+            (f"-X sigs.k8s.io/cri-tools/pkg/version.Version={CRICTL_VERSION}",),
         ),
     )
 }
@@ -140,14 +178,18 @@ def build(family: Family, *, log: Path | None = None) -> float:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     ldflags = " ".join(("-s", "-w", "-checklinkname=0", *family.ldflags))
-    argv = [go, "build", "-trimpath", f"-ldflags={ldflags}", "-o", str(tmp) + "/", "tool"]
+    tags = [f"-tags={','.join(family.tags)}"] if family.tags else []
+    argv = [go, "build", "-trimpath", f"-ldflags={ldflags}", *tags, "-o", str(tmp) + "/", "tool"]
+    env = go_env()
+    if family.cgo:
+        env["CGO_ENABLED"] = "1"
     started = time.monotonic()
     out = open(log, "ab") if log else None  # noqa: SIM115 - closed below
     try:
         result = subprocess.run(
             argv,
             cwd=family.module_dir,
-            env=go_env(),
+            env=env,
             stdout=out or sys.stderr,
             stderr=subprocess.STDOUT,
             check=False,

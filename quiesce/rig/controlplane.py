@@ -170,6 +170,8 @@ def start(workdir: Path, *, host_ip: str, service_cidr: str, timeout: float = 60
                 "--allow-privileged=true",
                 # lifecycle.stopSignal (alpha in 1.37): the node agent honours it.
                 "--feature-gates=ContainerStopSignals=true",
+                # Real nodes (quiesce.rig.realnode): reach kubelets by their node IP.
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 "--profiling=false",
                 "--v=1",
             ],

@@ -52,6 +52,8 @@ class Rig:
         self.consul: consul.ConsulAgent | None = None
         self.load_balancers: list[haproxy.HAProxy] = []
         self.node_agent: process.ManagedProcess | None = None
+        # Real nodes (quiesce.rig.realnode.node.RealNode) register here, so stop() stops them.
+        self.real_nodes: list[Any] = []
         self.started_at = time.monotonic()
         self._owns_workdir = False
 
@@ -121,6 +123,8 @@ class Rig:
 
     def stop(self) -> None:
         """Stop every process the rig started and remove its network."""
+        for node in list(self.real_nodes):
+            node.stop()
         for p in self.processes():
             p.stop()
         self.network.destroy()
@@ -235,7 +239,10 @@ def stop_from_state(state_file: Path) -> None:
     while time.monotonic() < deadline and any(_alive(pid) for pid in state["pids"]):
         time.sleep(0.05)
     from quiesce.rig.nodeagent import runner
+    from quiesce.rig.realnode import node as realnode
 
+    # Real nodes' leftovers: their cgroups (shims, containers) and host settings.
+    realnode.cleanup_after(state["bridge"])
     # Pod sandboxes of the node agent too, in case it died before removing them.
     for ns in [*state["netns"], *runner.sandboxes_of(state["bridge"])]:
         out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
