@@ -35,9 +35,7 @@ class SidecarProcess:
     ) -> None:
         self.port = free_port()
         self.log_path = tmp_path / f"sidecar-{self.port}.log"
-        clean = {
-            k: v for k, v in os.environ.items() if not k.startswith(("QUIESCE_", "CONSUL_"))
-        }
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("QUIESCE_", "CONSUL_"))}
         full_env = {
             **clean,
             "QUIESCE_PLAN": make_plan(port=self.port, **(plan or {})).to_json(),

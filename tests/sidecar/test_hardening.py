@@ -94,3 +94,49 @@ def test_status_metrics_and_logs_never_show_the_tokens_or_the_apps_argv(
     assert leaks == []
     # the executable's name is still there, to tell which process it was
     assert signal_phase["processes"][0]["name"] == Path(sys.executable).name
+
+
+# --- malformed requests -----------------------------------------------------------------
+
+
+def test_invalid_utf8_in_a_header_is_a_400_not_a_500_with_a_traceback(
+    tmp_path: Path, sidecar: list[SidecarProcess]
+) -> None:
+    s = SidecarProcess(tmp_path)
+    sidecar.append(s)
+    for path, header in (
+        (b"/prestop", b"X-Quiesce-Token: \xff\xfe" + TOKEN.encode()),
+        (b"/healthz", b"X-Anything: caf\xc3\x28"),
+        (b"/status", b"Host: \xc0\xaf"),
+    ):
+        request = b"GET %s HTTP/1.1\r\nHost: sidecar\r\n%s\r\nConnection: close\r\n\r\n"
+        answer = s.raw(request % (path, header))
+        assert answer.split(b"\r\n", 1)[0].endswith(b" 400 Bad Request"), (path, answer[:80])
+    assert s.status()["state"] == "idle"
+    assert "Traceback" not in s.log_text()
+    assert not [r for r in _lines(s.log_text()) if r["level"] == "error"]
+
+
+MALFORMED = (
+    b"GET / HTTP/1.1\r\nno colon here\r\n\r\n",
+    b"GET / HTTP/9.9\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"GET\x00/ HTTP/1.1\r\n\r\n",
+)
+
+
+def test_a_thousand_malformed_requests_add_a_few_log_lines_not_a_traceback_each(
+    tmp_path: Path, sidecar: list[SidecarProcess]
+) -> None:
+    s = SidecarProcess(tmp_path)
+    sidecar.append(s)
+    before = s.log_bytes()
+    for i in range(1000):
+        answer = s.raw(MALFORMED[i % len(MALFORMED)])
+        assert answer.split(b"\r\n", 1)[0].endswith(b" 400 Bad Request"), answer[:80]
+    assert s.get("/healthz")[0] == 200
+    added = s.log_bytes() - before
+    print(f"1,000 malformed requests added {added} bytes of log")
+    assert "Traceback" not in s.log_text()
+    assert added < 4096
