@@ -22,12 +22,13 @@ import ipaddress
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from quiesce import contract
+from quiesce.sidecar import logs
 from quiesce.sidecar.metrics import Metrics
 from quiesce.sidecar.sequence import Sidecar
 from quiesce.sidecar.settings import Settings
@@ -63,7 +64,38 @@ def source_allowed(remote: str | None, settings: Settings) -> bool:
 def token_ok(given: str | None, settings: Settings) -> bool:
     if settings.token is None:
         return True
-    return given is not None and hmac.compare_digest(given.encode(), settings.token.encode())
+    # surrogateescape: aiohttp keeps a header's undecodable bytes as surrogates
+    return given is not None and hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), settings.token.encode()
+    )
+
+
+def _undecodable(value: str) -> bool:
+    """A header value that held bytes that are not UTF-8 (aiohttp keeps them as surrogates)."""
+    if value.isascii():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+_bad_encoding = logs.RateLimited(logging.getLogger("quiesce.sidecar.http"), level=logging.DEBUG)
+
+
+@web.middleware
+async def utf8_headers(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """400 for a header that is not UTF-8: nothing the kubelet or Prometheus sends."""
+    for name, value in request.headers.items():
+        if _undecodable(name) or _undecodable(value):
+            _bad_encoding(
+                "Malformed request from %s, answered 400: a header is not UTF-8.", request.remote
+            )
+            return web.Response(status=400, text="400: a header is not UTF-8\n")
+    return await handler(request)
 
 
 async def prestop(request: web.Request) -> web.Response:
@@ -133,7 +165,7 @@ async def _sidecar_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(client_max_size=64 * 1024, middlewares=[utf8_headers])
     app[SETTINGS] = settings
     app[METRICS] = metrics or Metrics()
     app.cleanup_ctx.append(_sidecar_ctx)
@@ -148,6 +180,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.App
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> int:
     """Run until the shutdown policy says exit; returns the exit code."""
+    logs.quiet_aiohttp()
     app = create_app(settings)
     runner = web.AppRunner(
         app,
