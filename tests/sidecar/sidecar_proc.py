@@ -87,6 +87,8 @@ class SidecarProcess:
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
         raw = self.raw(("\r\n".join(lines) + "\r\n\r\n").encode(), timeout=timeout, source=source)
         head, _, body = raw.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/"):
+            return 0, raw  # no answer before the give-up timeout, or the server hung up
         return int(head.split(b" ", 2)[1]), body
 
     def raw(self, payload: bytes, *, timeout: float = 10.0, source: str = "127.0.0.1") -> bytes:

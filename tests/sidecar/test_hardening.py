@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -139,3 +140,49 @@ def test_a_thousand_malformed_requests_add_a_few_log_lines_not_a_traceback_each(
     print(f"1,000 malformed requests added {added} bytes of log")
     assert "Traceback" not in s.log_text()
     assert added < 4096
+
+
+# --- connection exhaustion --------------------------------------------------------------
+
+
+def _idle_connections(address: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` connections from ``address`` that never send a byte."""
+    made = []
+    for _ in range(count):
+        s = socket.socket()
+        s.setblocking(False)
+        s.bind((address, 0))
+        try:
+            s.connect((address, port))
+        except BlockingIOError:
+            pass
+        made.append(s)
+    return made
+
+
+def test_a_neighbour_with_1100_idle_connections_cannot_stop_the_probes_or_the_nodes_prestop(
+    tmp_path: Path, sidecar: list[SidecarProcess], neighbour_ip: str
+) -> None:
+    """The open-file limit a container runtime gives (1,024), hard as well as soft: raising
+    the soft limit cannot help here, the connection cap has to."""
+    s = SidecarProcess(tmp_path, plan=FAST, env={"HOST_IP": "198.18.255.254"}, nofile=(1024, 1024))
+    sidecar.append(s)
+    before = s.log_bytes()
+    hostile = _idle_connections(neighbour_ip, s.port, 1100)
+    try:
+        # the probes (the kubelet, here from loopback) and the node's /prestop are served
+        for _ in range(3):
+            assert s.get("/healthz", timeout=15)[0] == 200
+            assert s.get("/readyz", timeout=15)[0] == 200
+        code, body = s.prestop(timeout=30)
+        assert code == 200, body
+        assert json.loads(body)["state"] == "done"
+    finally:
+        for c in hostile:
+            c.close()
+    assert s.get("/healthz", timeout=15)[0] == 200
+    added = s.log_bytes() - before
+    lines = s.log_text()[-added:].count("\n") if added else 0
+    print(f"1,100 idle connections added {added} bytes, {lines} lines of log")
+    assert "Traceback" not in s.log_text()
+    assert added < 8192
