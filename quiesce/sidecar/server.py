@@ -28,7 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from quiesce import contract
-from quiesce.sidecar import logs
+from quiesce.sidecar import limits, logs
 from quiesce.sidecar.metrics import Metrics
 from quiesce.sidecar.sequence import Sidecar
 from quiesce.sidecar.settings import Settings
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 SIDECAR = web.AppKey("sidecar", Sidecar)
 METRICS = web.AppKey("metrics", Metrics)
+GUARD = web.AppKey("guard", limits.ConnectionGuard)
 TOKEN_HEADER = contract.TOKEN_HEADER
 
 
@@ -145,6 +146,9 @@ async def status(request: web.Request) -> web.Response:
     body["inbound_rate"] = round(sidecar.estimator.rate(time.monotonic()), 3)
     if sidecar.sampling_error:
         body["sampling_error"] = sidecar.sampling_error
+    guard = request.app.get(GUARD)
+    if guard is not None:
+        body["connections"] = guard.as_json()
     return web.json_response(body)
 
 
@@ -181,7 +185,11 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.App
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> int:
     """Run until the shutdown policy says exit; returns the exit code."""
     logs.quiet_aiohttp()
+    loop = asyncio.get_running_loop()
+    limits.install_accept_error_handler(loop)
+    open_files, hard = limits.raise_open_files_limit()
     app = create_app(settings)
+    guard = app[GUARD] = limits.ConnectionGuard(host_ip=settings.host_ip, open_files=open_files)
     runner = web.AppRunner(
         app,
         handle_signals=False,
@@ -190,10 +198,21 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
         # limits against garbage and huge headers
         max_line_size=8190,
         max_field_size=8190,
+        # closes a connection that sends no request (none yet, or none after an answer);
+        # aiohttp's default, 3,630 s, let idle connections use every descriptor
+        keepalive_timeout=limits.IDLE_TIMEOUT,
     )
     await runner.setup()
-    site = web.TCPSite(runner, settings.listen_host, settings.plan.port, reuse_address=True)
+    site = limits.GuardedTCPSite(runner, settings.listen_host, settings.plan.port, guard=guard)
     await site.start()
+    log.info(
+        "Open-file limit %d (hard %d); at most %d connections per address and %d in all from "
+        "addresses other than the node and loopback.",
+        open_files,
+        hard,
+        guard.limits.per_address,
+        guard.total_cap,
+    )
     sidecar = app[SIDECAR]
     log.info(
         "quiesce sidecar ready on %s:%d (%s mode, Consul backend %s).",
@@ -205,7 +224,6 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     )
     if ready is not None:
         ready.set()
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals_seen: list[int] = []
 

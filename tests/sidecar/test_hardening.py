@@ -8,6 +8,7 @@ how long a test waits before it gives up.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -152,10 +153,8 @@ def _idle_connections(address: str, port: int, count: int) -> list[socket.socket
         s = socket.socket()
         s.setblocking(False)
         s.bind((address, 0))
-        try:
+        with contextlib.suppress(BlockingIOError):
             s.connect((address, port))
-        except BlockingIOError:
-            pass
         made.append(s)
     return made
 
@@ -186,3 +185,14 @@ def test_a_neighbour_with_1100_idle_connections_cannot_stop_the_probes_or_the_no
     print(f"1,100 idle connections added {added} bytes, {lines} lines of log")
     assert "Traceback" not in s.log_text()
     assert added < 8192
+
+
+def test_the_soft_open_file_limit_is_raised_to_the_hard_limit(
+    tmp_path: Path, sidecar: list[SidecarProcess]
+) -> None:
+    s = SidecarProcess(tmp_path, nofile=(1024, 4096))
+    sidecar.append(s)
+    limits = Path(f"/proc/{s.proc.pid}/limits").read_text()
+    line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+    assert line.split()[3:5] == ["4096", "4096"]
+    assert s.status()["connections"]["total_cap"] == 256
