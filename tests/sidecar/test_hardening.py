@@ -196,3 +196,21 @@ def test_the_soft_open_file_limit_is_raised_to_the_hard_limit(
     line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
     assert line.split()[3:5] == ["4096", "4096"]
     assert s.status()["connections"]["total_cap"] == 256
+
+
+def test_connections_that_send_no_request_are_closed_by_the_sidecar(
+    tmp_path: Path, sidecar: list[SidecarProcess]
+) -> None:
+    """aiohttp's default keep-alive (3,630 s) kept them; the idle timeout closes them."""
+    s = SidecarProcess(tmp_path)
+    sidecar.append(s)
+    silent = socket.create_connection(("127.0.0.1", s.port), timeout=60)
+    unfinished = socket.create_connection(("127.0.0.1", s.port), timeout=60)
+    unfinished.sendall(b"GET /prestop HTTP/1.1\r\nX-Quiesce-")
+    kept = socket.create_connection(("127.0.0.1", s.port), timeout=60)
+    kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: sidecar\r\n\r\n")
+    assert kept.recv(4096).startswith(b"HTTP/1.1 200 ")
+    for conn in (silent, unfinished, kept):
+        with conn:
+            # the server hangs up (b"") long before the give-up timeout
+            assert conn.recv(4096) == b""
