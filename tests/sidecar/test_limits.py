@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from quiesce.sidecar.limits import ConnectionGuard, ConnectionLimits
+import asyncio
+import errno
+
+import pytest
+
+from quiesce.sidecar.limits import ConnectionGuard, ConnectionLimits, install_accept_error_handler
 
 NODE = "198.18.0.1"
 
@@ -38,3 +43,24 @@ def test_the_total_cap_keeps_a_reserve_of_descriptors_under_a_low_open_file_limi
     )
     assert g.total_cap == 50
     assert sum(g.admit(f"10.0.{i // 250}.{i % 250}") for i in range(60)) == 50
+
+
+async def test_accept_errors_out_of_descriptors_are_one_line_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    try:
+        install_accept_error_handler(loop)
+        for _ in range(500):  # asyncio reports up to the backlog's length per try
+            loop.call_exception_handler(
+                {
+                    "message": "socket.accept() out of system resource",
+                    "exception": OSError(errno.EMFILE, "Too many open files"),
+                }
+            )
+    finally:
+        loop.set_exception_handler(previous)
+    lines = [r for r in caplog.records if "accept()" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].exc_info is None
+    assert "Too many open files" in lines[0].getMessage()
