@@ -143,6 +143,22 @@ def test_a_thousand_malformed_requests_add_a_few_log_lines_not_a_traceback_each(
     assert added < 4096
 
 
+def test_a_thousand_refused_prestop_calls_are_counted_not_logged_one_line_each(
+    tmp_path: Path, sidecar: list[SidecarProcess]
+) -> None:
+    s = SidecarProcess(tmp_path, env={"HOST_IP": "198.18.255.254"})
+    sidecar.append(s)
+    before = s.log_bytes()
+    for i in range(1000):
+        assert s.get("/prestop", headers={"X-Quiesce-Token": f"guess-{i}"})[0] == 403
+    added = s.log_bytes() - before
+    print(f"1,000 refused /prestop calls added {added} bytes of log")
+    _, metrics = s.get("/metrics")
+    assert b'quiesce_sidecar_prestop_requests_total{outcome="forbidden"} 1000.0' in metrics
+    assert s.status()["state"] == "idle"
+    assert added < 4096
+
+
 # --- connection exhaustion --------------------------------------------------------------
 
 
