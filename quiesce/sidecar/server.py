@@ -39,6 +39,9 @@ SETTINGS = web.AppKey("settings", Settings)
 SIDECAR = web.AppKey("sidecar", Sidecar)
 METRICS = web.AppKey("metrics", Metrics)
 GUARD = web.AppKey("guard", limits.ConnectionGuard)
+#: A refused /prestop is worth a warning, but not one per call: anyone on the pod
+#: network can make them (every one is counted in quiesce_sidecar_prestop_requests_total).
+REFUSALS = web.AppKey("refusals", logs.RateLimited)
 TOKEN_HEADER = contract.TOKEN_HEADER
 
 
@@ -102,17 +105,18 @@ async def utf8_headers(
 async def prestop(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     metrics = request.app[METRICS]
+    refusals = request.app[REFUSALS]
     if not token_ok(request.headers.get(TOKEN_HEADER), settings):
         metrics.prestop_requests.labels(outcome="forbidden").inc()
-        log.warning("Refused /prestop from %s: missing or wrong token.", request.remote)
+        refusals("Refused /prestop from %s: missing or wrong token.", request.remote)
         return web.json_response({"error": f"missing or wrong {TOKEN_HEADER}"}, status=403)
     if not source_allowed(request.remote, settings):
         metrics.prestop_requests.labels(outcome="forbidden").inc()
-        log.warning(
+        refusals(
             "Refused /prestop from %s: not the node (%s) or loopback.",
             request.remote,
             settings.host_ip or "HOST_IP unset",
-            extra={"remote": request.remote},
+            remote=request.remote,
         )
         return web.json_response(
             {"error": f"source {request.remote} is not the node or loopback"}, status=403
@@ -172,6 +176,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.App
     app = web.Application(client_max_size=64 * 1024, middlewares=[utf8_headers])
     app[SETTINGS] = settings
     app[METRICS] = metrics or Metrics()
+    app[REFUSALS] = logs.RateLimited(log, level=logging.WARNING)
     app.cleanup_ctx.append(_sidecar_ctx)
     app.router.add_route("GET", contract.PRESTOP_PATH, prestop)
     app.router.add_route("POST", contract.PRESTOP_PATH, prestop)
