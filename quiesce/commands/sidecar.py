@@ -28,6 +28,11 @@ deletionGracePeriodSeconds, minus the plan's margin):
 
 Endpoints: /prestop (needs the X-Quiesce-Token header; from the node or
 loopback), /healthz, /readyz, /status (JSON timeline), /metrics (Prometheus).
+Against neighbours on the pod network: the soft open-file limit is raised to
+the hard one; a connection that sends no request is closed after 5 s; at most
+32 connections per address and 256 in all from addresses other than the node
+and loopback (the node's /prestop and probes are served past the caps);
+malformed requests are one rate-limited debug line, not a traceback each.
 
 The operator injects all configuration as environment variables:
   QUIESCE_PLAN               the ShutdownPlan as JSON (required)

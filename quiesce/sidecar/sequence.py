@@ -39,7 +39,7 @@ from quiesce.sidecar.quiet import (
 )
 from quiesce.sidecar.sampler import Sampler
 from quiesce.sidecar.settings import Settings
-from quiesce.sidecar.status import Outcome, Timeline
+from quiesce.sidecar.status import JOINS_KEPT, Outcome, Timeline
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -130,9 +130,14 @@ class Sidecar:
             self.timeline = Timeline(trigger=source)
             self._task = asyncio.create_task(self._run(self.timeline), name="quiesce-sequence")
         else:
-            if self.timeline is not None:
-                self.timeline.join(source)
-            log.info("%s joined the running shutdown sequence.", source, extra={"trigger": source})
+            joins = self.timeline.join(source) if self.timeline is not None else 0
+            # the first few joins are news; thousands of them are one line each at debug
+            log.log(
+                logging.INFO if joins <= JOINS_KEPT else logging.DEBUG,
+                "%s joined the running shutdown sequence.",
+                source,
+                extra={"trigger": source, "joins": joins},
+            )
         return self._task
 
     async def run_or_join(self, source: str) -> Timeline:

@@ -22,12 +22,13 @@ import ipaddress
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from quiesce import contract
+from quiesce.sidecar import limits, logs
 from quiesce.sidecar.metrics import Metrics
 from quiesce.sidecar.sequence import Sidecar
 from quiesce.sidecar.settings import Settings
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 SIDECAR = web.AppKey("sidecar", Sidecar)
 METRICS = web.AppKey("metrics", Metrics)
+GUARD = web.AppKey("guard", limits.ConnectionGuard)
+#: A refused /prestop is worth a warning, but not one per call: anyone on the pod
+#: network can make them (every one is counted in quiesce_sidecar_prestop_requests_total).
+REFUSALS = web.AppKey("refusals", logs.RateLimited)
 TOKEN_HEADER = contract.TOKEN_HEADER
 
 
@@ -63,23 +68,55 @@ def source_allowed(remote: str | None, settings: Settings) -> bool:
 def token_ok(given: str | None, settings: Settings) -> bool:
     if settings.token is None:
         return True
-    return given is not None and hmac.compare_digest(given.encode(), settings.token.encode())
+    # surrogateescape: aiohttp keeps a header's undecodable bytes as surrogates
+    return given is not None and hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), settings.token.encode()
+    )
+
+
+def _undecodable(value: str) -> bool:
+    """A header value that held bytes that are not UTF-8 (aiohttp keeps them as surrogates)."""
+    if value.isascii():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+_bad_encoding = logs.RateLimited(logging.getLogger("quiesce.sidecar.http"), level=logging.DEBUG)
+
+
+@web.middleware
+async def utf8_headers(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """400 for a header that is not UTF-8: nothing the kubelet or Prometheus sends."""
+    for name, value in request.headers.items():
+        if _undecodable(name) or _undecodable(value):
+            _bad_encoding(
+                "Malformed request from %s, answered 400: a header is not UTF-8.", request.remote
+            )
+            return web.Response(status=400, text="400: a header is not UTF-8\n")
+    return await handler(request)
 
 
 async def prestop(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     metrics = request.app[METRICS]
+    refusals = request.app[REFUSALS]
     if not token_ok(request.headers.get(TOKEN_HEADER), settings):
         metrics.prestop_requests.labels(outcome="forbidden").inc()
-        log.warning("Refused /prestop from %s: missing or wrong token.", request.remote)
+        refusals("Refused /prestop from %s: missing or wrong token.", request.remote)
         return web.json_response({"error": f"missing or wrong {TOKEN_HEADER}"}, status=403)
     if not source_allowed(request.remote, settings):
         metrics.prestop_requests.labels(outcome="forbidden").inc()
-        log.warning(
+        refusals(
             "Refused /prestop from %s: not the node (%s) or loopback.",
             request.remote,
             settings.host_ip or "HOST_IP unset",
-            extra={"remote": request.remote},
+            remote=request.remote,
         )
         return web.json_response(
             {"error": f"source {request.remote} is not the node or loopback"}, status=403
@@ -113,6 +150,9 @@ async def status(request: web.Request) -> web.Response:
     body["inbound_rate"] = round(sidecar.estimator.rate(time.monotonic()), 3)
     if sidecar.sampling_error:
         body["sampling_error"] = sidecar.sampling_error
+    guard = request.app.get(GUARD)
+    if guard is not None:
+        body["connections"] = guard.as_json()
     return web.json_response(body)
 
 
@@ -133,9 +173,10 @@ async def _sidecar_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(client_max_size=64 * 1024, middlewares=[utf8_headers])
     app[SETTINGS] = settings
     app[METRICS] = metrics or Metrics()
+    app[REFUSALS] = logs.RateLimited(log, level=logging.WARNING)
     app.cleanup_ctx.append(_sidecar_ctx)
     app.router.add_route("GET", contract.PRESTOP_PATH, prestop)
     app.router.add_route("POST", contract.PRESTOP_PATH, prestop)
@@ -148,7 +189,12 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.App
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> int:
     """Run until the shutdown policy says exit; returns the exit code."""
+    logs.quiet_aiohttp()
+    loop = asyncio.get_running_loop()
+    limits.install_accept_error_handler(loop)
+    open_files, hard = limits.raise_open_files_limit()
     app = create_app(settings)
+    guard = app[GUARD] = limits.ConnectionGuard(host_ip=settings.host_ip, open_files=open_files)
     runner = web.AppRunner(
         app,
         handle_signals=False,
@@ -157,10 +203,21 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
         # limits against garbage and huge headers
         max_line_size=8190,
         max_field_size=8190,
+        # closes a connection that sends no request (none yet, or none after an answer);
+        # aiohttp's default, 3,630 s, let idle connections use every descriptor
+        keepalive_timeout=limits.IDLE_TIMEOUT,
     )
     await runner.setup()
-    site = web.TCPSite(runner, settings.listen_host, settings.plan.port, reuse_address=True)
+    site = limits.GuardedTCPSite(runner, settings.listen_host, settings.plan.port, guard=guard)
     await site.start()
+    log.info(
+        "Open-file limit %d (hard %d); at most %d connections per address and %d in all from "
+        "addresses other than the node and loopback.",
+        open_files,
+        hard,
+        guard.limits.per_address,
+        guard.total_cap,
+    )
     sidecar = app[SIDECAR]
     log.info(
         "quiesce sidecar ready on %s:%d (%s mode, Consul backend %s).",
@@ -172,7 +229,6 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     )
     if ready is not None:
         ready.set()
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals_seen: list[int] = []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -182,3 +183,23 @@ async def test_a_consul_client_that_cannot_be_built_fails_deregistration_only(
     assert "FileNotFoundError" in phases["deregister"]["failures"][0]["error"]
     assert phases["signal"]["outcome"] == "ok"  # the sequence went on
     assert status["state"] == "done"
+
+
+async def test_thirty_thousand_joins_keep_status_small(
+    aiohttp_client: ClientFactory,
+) -> None:
+    """A count and the last few joins: /status stays small however often /prestop is called."""
+    app = server.create_app(
+        make_settings(plan={**FAST, "converge_min": 30.0, "converge_max": 30.0})
+    )
+    client = await aiohttp_client(app)
+    sidecar = app[server.SIDECAR]
+    first = sidecar.trigger("prestop")
+    for _ in range(30_000):
+        assert sidecar.trigger("prestop") is first
+    body = await (await client.get("/status")).read()
+    print(f"/status after 30,000 joins: {len(body)} bytes")
+    status = json.loads(body)
+    assert status["joined_count"] == 30_000
+    assert 0 < len(status["joined"]) <= 10
+    assert len(body) < 8192

@@ -130,7 +130,7 @@ async def signal_app(
     stop_signal = signal if signal is not None else int(signal_module.SIGTERM)
     result = Signalled(mode=mode)
     if procs is not None:
-        phase.detail["processes"] = [p.as_json() for _, p in procs if p is not None]
+        phase.detail["processes"] = [published(p) for _, p in procs if p is not None]
         _warn_about(tl, procs, stop_signal)
     if mode == "return":
         tl.end(phase, "ok", action="return from the hook; the kubelet sends the stop signal")
@@ -159,6 +159,21 @@ async def signal_app(
     return result
 
 
+def published(proc: signals.AppProcess) -> dict[str, object]:
+    """What ``/status`` and the logs may say about an app process: never its arguments.
+
+    ``/status`` is readable from the pod network, and an argv carries secrets
+    (``redis-server --requirepass <password>``, ``sh -c "... --token ..."``);
+    the executable's name is enough to tell which process it was.
+    """
+    return {
+        "pid": proc.pid,
+        "container_id": proc.container_id[:12],
+        "name": proc.name,
+        "children": list(proc.children),
+    }
+
+
 def _warn_about(
     tl: Timeline, procs: list[tuple[str, signals.AppProcess | None]], stop_signal: int
 ) -> None:
@@ -173,7 +188,7 @@ def _warn_about(
             log.warning("The app container %s has no process left.", cid[:12])
         elif proc.swallows(stop_signal):
             message = (
-                f"the app's main process {proc.pid} is a shell ({' '.join(proc.argv)}) "
+                f"the app's main process {proc.pid} is a shell ({proc.name}) "
                 f"with children {list(proc.children)} and no handler for "
                 f"{signals.signal_name(stop_signal)}: it will not forward the signal "
                 "(use exec in the entrypoint, or the exec form of CMD)"
@@ -200,7 +215,7 @@ def _send(
             "Sent %s to the app's main process %d (%s).",
             signals.signal_name(signal),
             proc.pid,
-            " ".join(proc.argv),
+            proc.name,
             extra={"pid": proc.pid, "signal": signal},
         )
     return sent
