@@ -32,3 +32,5 @@ _.exec_hook_replaced
 _.local_ip
 # The blocking sample, for tests and tools; the sidecar uses asample.
 _.sample
+# aiohttp's BaseSite.stop() closes the server a site stores in _server (limits.GuardedSite).
+_._server
