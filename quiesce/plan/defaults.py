@@ -36,8 +36,9 @@ def _mode(name: str, text: str, errors: list[FieldError]) -> str | None:
 
 def _probability(name: str, text: str, errors: list[FieldError]) -> float | None:
     epsilon = math.nan
-    if _DECIMAL.fullmatch(text.strip()):  # ASCII only: float() also reads "٠.٥" and "1_0"
-        epsilon = float(text)
+    stripped = text.strip()
+    if _DECIMAL.fullmatch(stripped):  # ASCII only: float() also reads "٠.٥" and "1_0"
+        epsilon = float(stripped)
     if 0 < epsilon < 1:
         return epsilon
     errors.append(FieldError(name, text, "a probability such as 0.001", "is not between 0 and 1"))
