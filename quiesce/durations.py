@@ -44,7 +44,8 @@ class DurationError(ValueError):
 def parse(text: str) -> int:
     """Parse a Go duration into integer nanoseconds (may be negative, as in Go)."""
     if not isinstance(text, str):
-        raise DurationError(f"not a string: {text!r}")
+        raise DurationError(f"not a string: {type(text).__name__}")
+    shown = text if len(text) <= 40 else text[:39] + "…"  # messages stay small
     rest = text
     negative = False
     if rest[:1] in ("-", "+"):
@@ -53,26 +54,27 @@ def parse(text: str) -> int:
     if rest == "0":
         return 0
     if not rest:
-        raise DurationError(f"invalid duration {text!r}")
+        raise DurationError(f"invalid duration {shown!r}")
     total = 0
     pos = 0
     while pos < len(rest):
         match = _TERM.match(rest, pos)
         if match is None or (not match.group(1) and not match.group(2)):
             if match is None and rest[pos:].lstrip("0123456789.") == "":
-                raise DurationError(f"missing unit in duration {text!r}")
-            raise DurationError(f"invalid duration {text!r}")
+                raise DurationError(f"missing unit in duration {shown!r}")
+            raise DurationError(f"invalid duration {shown!r}")
         whole, fraction, unit = match.group(1), match.group(2) or "", match.group(3)
         if len(whole.lstrip("0")) > 20:  # beyond int64 nanoseconds in any unit
-            raise DurationError(f"invalid duration {text!r}: out of range")
+            raise DurationError(f"invalid duration {shown!r}: out of range")
         fraction = fraction[:20]  # digits past nanosecond precision change nothing
         scale = _UNITS[unit]
-        value = int(whole or "0") * scale
+        # Leading zeros are stripped first: int() refuses over 4,300 digits (ValueError).
+        value = int(whole.lstrip("0") or "0") * scale
         if fraction:
             value += int(fraction) * scale // 10 ** len(fraction)
         total += value
         if total > MAX_NANOSECONDS + (1 if negative else 0):
-            raise DurationError(f"invalid duration {text!r}: out of range")
+            raise DurationError(f"invalid duration {shown!r}: out of range")
         pos = match.end()
     return -total if negative else total
 

@@ -15,7 +15,7 @@ import difflib
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from quiesce import annotations as keys
@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     from quiesce import config as configuration
     from quiesce import plan as plans
+    from quiesce.lint import loader
 
     try:
         config = configuration.load_config(_read(args.defaults) if args.defaults else None)
@@ -84,24 +85,24 @@ def run(args: argparse.Namespace) -> int:
 
     results: list[dict[str, Any]] = []
     for filename in args.filename:
-        try:
-            text = _read(filename)
-            documents = list(yaml.safe_load_all(text))
-        except OSError as exc:
-            print(f"quiesce plan: cannot read {filename}: {exc}", file=sys.stderr)
+        # quiesce lint's reader: bytes decoded strictly, nesting and aliases bounded,
+        # every failure an InputError naming the file and line (never a traceback).
+        if filename == "-":
+            loaded = loader.load_bytes(sys.stdin.buffer.read(), loader.STDIN_NAME)
+        else:
+            loaded = loader.load_file(filename)
+        if loaded.errors:
+            for problem in loaded.errors:
+                print(f"quiesce plan: {problem}", file=sys.stderr)
             return 2
-        except yaml.YAMLError as exc:
-            print(f"quiesce plan: {filename} is not valid YAML: {exc}", file=sys.stderr)
-            return 2
-        source = "<stdin>" if filename == "-" else filename
-        for index, document in enumerate(documents, start=1):
-            for obj in _objects(document):
-                result = plan_object(
-                    obj, config, native=args.cluster_sidecars == "native", source=source
-                )
-                if result is not None:
-                    result["source"] = f"{source}#{index}"
-                    results.append(result)
+        source = loader.STDIN_NAME if filename == "-" else filename
+        for index, manifest in enumerate(loaded.manifests, start=1):
+            result = plan_object(
+                manifest.obj, config, native=args.cluster_sidecars == "native", source=source
+            )
+            if result is not None:
+                result["source"] = f"{source}#{index}"
+                results.append(result)
 
     public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
     try:
@@ -284,17 +285,6 @@ def _error(error: Any) -> dict[str, str]:
         "expected": error.expected,
         "message": str(error),
     }
-
-
-def _objects(document: Any) -> Iterator[Mapping[str, Any]]:
-    """The objects of one YAML document, ``kind: List`` flattened."""
-    if not isinstance(document, Mapping):
-        return
-    if document.get("kind") == "List" or str(document.get("kind", "")).endswith("List"):
-        for item in document.get("items") or ():
-            yield from _objects(item)
-        return
-    yield document
 
 
 def _read(filename: str) -> str:

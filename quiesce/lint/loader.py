@@ -118,6 +118,11 @@ def load_file(path: str) -> Loaded:
             raw = f.read()
     except OSError as e:
         return Loaded(errors=[_error(path, None, f"cannot read: {e.strerror or e}")])
+    return load_bytes(raw, path)
+
+
+def load_bytes(raw: bytes, path: str) -> Loaded:
+    """Parse bytes read from ``path`` (a file, or stdin); text that is not UTF-8 is an error."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -46,6 +46,7 @@ if typing.TYPE_CHECKING:
     from quiesce.plan.model import PlanError as PlanError
     from quiesce.plan.model import PlanFormatError as PlanFormatError
     from quiesce.plan.model import ShutdownPlan as ShutdownPlan
+    from quiesce.plan.model import render_errors as render_errors
     from quiesce.values import parse_bool as parse_bool
     from quiesce.values import parse_signal as parse_signal
     from quiesce.values import signal_name as signal_name
@@ -72,6 +73,7 @@ _HOMES: Final[dict[str, str]] = {
             "PlanError",
             "PlanFormatError",
             "ShutdownPlan",
+            "render_errors",
         ),
         "quiesce.plan.model",
     ),

@@ -21,6 +21,18 @@ from quiesce.plan import budget, fields, model, podspec
 from quiesce.plan.model import FieldError, KeptHook, PlanDefaults, PlanError, ShutdownPlan
 
 _HTTP_URL: Final = re.compile(r"https?://[^\s/?#]+(?:[/?#]\S*)?")
+#: Pod containers beyond which a "did you mean" hint is not computed (difflib's cost).
+_HINT_CANDIDATES: Final = 256
+#: Names an error lists before "and K more".
+_SHOWN_NAMES: Final = 10
+
+
+def _some(names: tuple[str, ...]) -> str:
+    """The first few names, comma-separated, then how many more."""
+    shown = ", ".join(model.clip(name, 63) for name in names[:_SHOWN_NAMES])
+    if len(names) > _SHOWN_NAMES:
+        shown += f" and {len(names) - _SHOWN_NAMES} more"
+    return shown
 
 
 def build_plan(
@@ -39,7 +51,7 @@ class _Reader:
     def __init__(self, annotations: Mapping[str, str], defaults: PlanDefaults) -> None:
         self.annotations = annotations if isinstance(annotations, Mapping) else {}
         self.defaults = defaults
-        self.errors: list[FieldError] = []
+        self.errors = model.ErrorList()
         self.notes: list[str] = []
         self.present: set[str] = set()
         if not isinstance(annotations, Mapping):
@@ -91,6 +103,18 @@ class _Reader:
         """Comma-separated list; None when absent or malformed (error recorded)."""
         raw = self._raw(key)
         if raw is None:
+            return None
+        # Count before splitting: 256 KiB of commas must not become 256 Ki strings.
+        count = raw.count(",") + 1
+        if count > model.MAX_LIST_ITEMS:
+            self.errors.append(
+                FieldError(
+                    key,
+                    raw,
+                    f"at most {model.MAX_LIST_ITEMS} comma-separated items",
+                    f"lists {count} items",
+                )
+            )
             return None
         parts = [part.strip() for part in raw.split(",")]
         if not raw.strip() or any(not part for part in parts):
@@ -370,10 +394,14 @@ class _Reader:
                     )
                 )
             return names
+        known = set(names)
+        choices = "one of the pod's containers: " + _some(names)
         for name in listed:
-            if name not in names:
-                hint = difflib.get_close_matches(name, names, n=1)
-                expected = "one of the pod's containers: " + ", ".join(names)
+            if name not in known:
+                expected = choices
+                # difflib is quadratic in effect: only while the error is still listed.
+                small = len(names) <= _HINT_CANDIDATES and not self.errors.full(keys.CONTAINERS)
+                hint = difflib.get_close_matches(name, names, n=1) if small else []
                 if hint:
                     expected += f' (did you mean "{hint[0]}"?)'
                 self.errors.append(
@@ -384,7 +412,7 @@ class _Reader:
                         f'names no container "{name}"',
                     )
                 )
-        return tuple(name for name in listed if name in names)
+        return tuple(name for name in listed if name in known)
 
     def _port(self, spec: podspec.Spec) -> int:
         raw = self._raw(keys.PORT)
@@ -414,11 +442,11 @@ class _Reader:
             return ()
         ports: set[int] = set()
         for item in listed:
-            if item.isdigit() and item.isascii():
-                number = int(item)
-                if 1 <= number <= 65535:
-                    ports.add(number)
-                    continue
+            try:
+                ports.add(values.parse_port(item))
+                continue
+            except ValueError:
+                pass
             resolved = spec.named_port(item, targets)
             if resolved is None:
                 self.errors.append(

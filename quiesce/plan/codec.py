@@ -42,7 +42,8 @@ def from_json(text: str | bytes) -> ShutdownPlan:
     """Read :func:`to_json` output; raise :class:`model.PlanFormatError` for anything else."""
     try:
         data = json.loads(text)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
+        # RecursionError: "[[[[...": json nests on the C stack.
         raise _format_error(
             "plan", str(text)[:80], "the JSON of ShutdownPlan.to_json()", f"is not JSON ({exc})"
         ) from None
@@ -122,16 +123,17 @@ def _check_shape(data: Any) -> set[str]:
 
 
 def _number(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and value >= 0
-        and math.isfinite(value)
-    )
+    if isinstance(value, int) and not isinstance(value, bool):
+        return 0 <= value <= _MAX_INTEGER  # a larger one overflows float()
+    return isinstance(value, float) and value >= 0 and math.isfinite(value)
+
+
+#: Largest integer a plan field may hold: Go's int64, and float() of it is exact enough.
+_MAX_INTEGER: Final = 2**63 - 1
 
 
 def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= _MAX_INTEGER
 
 
 def _type_errors(data: dict[str, Any]) -> list[FieldError]:

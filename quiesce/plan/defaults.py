@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -17,6 +18,7 @@ from quiesce import durations
 from quiesce.plan import fields, model
 from quiesce.plan.model import FieldError, PlanDefaults, PlanError
 
+_DECIMAL: Final = re.compile(r"(?=\.?[0-9])[0-9]{0,20}(?:\.[0-9]{0,40})?(?:[eE][-+]?[0-9]{1,3})?")
 _Reader = Callable[[str, str, list[FieldError]], Any]
 
 
@@ -33,10 +35,10 @@ def _mode(name: str, text: str, errors: list[FieldError]) -> str | None:
 
 
 def _probability(name: str, text: str, errors: list[FieldError]) -> float | None:
-    try:
-        epsilon = float(text)
-    except ValueError:
-        epsilon = math.nan
+    epsilon = math.nan
+    stripped = text.strip()
+    if _DECIMAL.fullmatch(stripped):  # ASCII only: float() also reads "٠.٥" and "1_0"
+        epsilon = float(stripped)
     if 0 < epsilon < 1:
         return epsilon
     errors.append(FieldError(name, text, "a probability such as 0.001", "is not between 0 and 1"))

@@ -61,7 +61,7 @@ def duration(name: str, raw: str, errors: list[FieldError]) -> int | None:
     except durations.DurationError:
         text = raw.strip()
         expected = DURATION_EXPECTED
-        if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
+        if len(text) <= 32 and re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
             expected += f' (did you mean "{text}s"?)'
         errors.append(FieldError(name, raw, expected, "is not a duration"))
         return None

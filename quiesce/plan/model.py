@@ -15,12 +15,57 @@ pure: standard library only, and it imports nothing of the plan's builder.
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Sequence
 from typing import Any, Final
 
 from quiesce import annotations as keys
 from quiesce import contract, durations, hookurl, values
+from quiesce.plan.errors import (
+    MAX_ERRORS as MAX_ERRORS,
+)
+from quiesce.plan.errors import (
+    MAX_ERRORS_PER_KEY as MAX_ERRORS_PER_KEY,
+)
+from quiesce.plan.errors import (
+    MAX_LIST_ITEMS as MAX_LIST_ITEMS,
+)
+from quiesce.plan.errors import (
+    MAX_MESSAGE_CHARS as MAX_MESSAGE_CHARS,
+)
+from quiesce.plan.errors import (
+    MAX_TEXT_CHARS as MAX_TEXT_CHARS,
+)
+
+# The error types and their bounds live in quiesce.plan.errors; re-exported for callers.
+from quiesce.plan.errors import (
+    MAX_VALUE_CHARS as MAX_VALUE_CHARS,
+)
+from quiesce.plan.errors import (
+    ErrorList as ErrorList,
+)
+from quiesce.plan.errors import (
+    FieldError as FieldError,
+)
+from quiesce.plan.errors import (
+    MoreErrors as MoreErrors,
+)
+from quiesce.plan.errors import (
+    PlanError as PlanError,
+)
+from quiesce.plan.errors import (
+    PlanFormatError as PlanFormatError,
+)
+from quiesce.plan.errors import (
+    clip as clip,
+)
+from quiesce.plan.errors import (
+    more_errors as more_errors,
+)
+from quiesce.plan.errors import (
+    render_errors as render_errors,
+)
+from quiesce.plan.errors import (
+    show as show,
+)
 
 #: Serialised plan format; the sidecar refuses a plan whose version it does not know.
 FORMAT_VERSION: Final = 1
@@ -70,31 +115,6 @@ USER_KEYS: Final = tuple(
         keys.LINT_IGNORE,
     )
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class FieldError:
-    """One bad input: which annotation, the raw value, what was wrong, what is expected."""
-
-    annotation: str
-    value: str
-    expected: str
-    problem: str = "is invalid"
-
-    def __str__(self) -> str:
-        return f"{self.annotation}: {_quote(self.value)} {self.problem}; expected {self.expected}"
-
-
-class PlanError(ValueError):
-    """The annotations (or pod template) cannot make a plan; ``errors`` lists every reason."""
-
-    def __init__(self, errors: Sequence[FieldError]) -> None:
-        self.errors: tuple[FieldError, ...] = tuple(errors)
-        super().__init__("\n".join(str(error) for error in self.errors))
-
-
-class PlanFormatError(PlanError):
-    """A serialised plan (``QUIESCE_PLAN``) that this version cannot read."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -336,17 +356,3 @@ class ShutdownPlan:
         from quiesce.plan import codec
 
         return codec.plan_hash(self)
-
-
-def show(value: Any) -> str:
-    """A value as the user wrote it, for messages (JSON for structures)."""
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _quote(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from quiesce import annotations as keys
-from quiesce import contract, durations
+from quiesce import contract, durations, values
 from quiesce.plan import fields, model
 from quiesce.plan.model import FieldError, KeptHook
 
@@ -23,6 +23,8 @@ _SLEEP_BINARIES: Final = frozenset({"sleep", "/bin/sleep", "/usr/bin/sleep"})
 _SHELLS: Final = frozenset(
     {"sh", "/bin/sh", "/usr/bin/sh", "bash", "/bin/bash", "/usr/bin/bash", "ash", "/bin/ash"}
 )
+#: terminationGracePeriodSeconds the plan accepts: its nanoseconds fit Go's int64.
+_MAX_GRACE: Final = durations.MAX_NANOSECONDS // durations.SECOND
 _SLEEP_ARG: Final = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smh]?)")
 _SLEEP_SCRIPT: Final = re.compile(r"\s*(?:exec\s+)?sleep\s+([0-9]+(?:\.[0-9]+)?[smh]?)\s*;?\s*")
 
@@ -38,6 +40,11 @@ class Spec:
             self._fail("spec", pod_spec, "a pod spec mapping", "is not a mapping")
         self.containers = self._list("containers")
         self.init_containers = self._list("initContainers")
+        # By name, first one wins: targets are looked up once per hook, probe and port,
+        # so a linear search is quadratic in a pod of thousands of containers.
+        self._by_name: dict[str, Mapping[str, Any]] = {}
+        for c in self.containers:
+            self._by_name.setdefault(c["name"], c)
 
     def _fail(self, where: str, value: Any, expected: str, problem: str) -> None:
         self.ok = False
@@ -63,10 +70,7 @@ class Spec:
         return tuple(c["name"] for c in self.containers)
 
     def container(self, name: str) -> Mapping[str, Any]:
-        for c in self.containers:
-            if c["name"] == name:
-                return c
-        return {}
+        return self._by_name.get(name, {})
 
     def ports(self, container: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         ports = container.get("ports")
@@ -93,9 +97,10 @@ class Spec:
         if fields.is_port(value):
             return int(value)
         if isinstance(value, str):
-            if value.isdigit() and value.isascii() and fields.is_port(int(value)):
-                return int(value)
-            return self.named_port(value, (container,))
+            try:
+                return values.parse_port(value)
+            except ValueError:
+                return self.named_port(value, (container,))
         return None
 
     def probe_ports(self, name: str) -> set[int]:
@@ -139,13 +144,15 @@ class Spec:
         value = self.spec.get("terminationGracePeriodSeconds")
         if value is None:
             return None
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_GRACE:
             return value
         if not any(e.annotation == "spec.terminationGracePeriodSeconds" for e in self.errors):
             self._fail(
                 "spec.terminationGracePeriodSeconds",
                 value,
-                "a non-negative integer",
+                "a non-negative integer"
+                if not isinstance(value, int) or value < _MAX_GRACE
+                else f"at most {_MAX_GRACE} (int64 nanoseconds)",
                 "is not a number of seconds",
             )
         return None

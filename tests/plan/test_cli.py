@@ -149,7 +149,7 @@ def test_container_sidecars_when_the_cluster_has_no_native_ones(
 @pytest.mark.parametrize(
     ("args", "stderr"),
     [
-        (["-f", "does-not-exist.yaml"], "quiesce plan: cannot read does-not-exist.yaml: "),
+        (["-f", "does-not-exist.yaml"], "quiesce plan: does-not-exist.yaml: cannot read: "),
         (
             ["-f", str(FIXTURES / "web.yaml"), "--defaults", str(FIXTURES / "bad-defaults.yaml")],
             f"quiesce plan: {FIXTURES / 'bad-defaults.yaml'}: invalid configuration:\n"
@@ -168,7 +168,11 @@ def test_unreadable_input_exits_2(
 
 def test_invalid_yaml_exits_2() -> None:
     result = run("-f", "-", stdin="kind: [")
-    assert result.returncode == 2 and "quiesce plan: - is not valid YAML" in result.stderr
+    assert (
+        result.returncode == 2
+        and "quiesce plan: <stdin>:" in result.stderr
+        and "invalid YAML" in result.stderr
+    )
 
 
 def test_pods_lists_and_cronjobs_are_workloads_too(

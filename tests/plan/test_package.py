@@ -42,14 +42,17 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
     ("statement", "expected"),
     [
         ("import quiesce.plan", {"quiesce.plan"}),
-        ("from quiesce.plan import model", {"quiesce.plan", "quiesce.plan.model"}),
+        (
+            "from quiesce.plan import model",
+            {"quiesce.plan", "quiesce.plan.model", "quiesce.plan.errors"},
+        ),
         (
             "from quiesce.plan import codec",
-            {"quiesce.plan", "quiesce.plan.model", "quiesce.plan.codec"},
+            {"quiesce.plan", "quiesce.plan.model", "quiesce.plan.errors", "quiesce.plan.codec"},
         ),
         (
             "from quiesce import plan; plan.ShutdownPlan",
-            {"quiesce.plan", "quiesce.plan.model"},
+            {"quiesce.plan", "quiesce.plan.model", "quiesce.plan.errors"},
         ),
     ],
 )
@@ -63,6 +66,7 @@ def test_build_plan_loads_the_builder_and_what_it_needs() -> None:
     assert loaded_after("from quiesce import plan; plan.build_plan") == {
         "quiesce.plan",
         "quiesce.plan.model",
+        "quiesce.plan.errors",
         "quiesce.plan.fields",
         "quiesce.plan.podspec",
         "quiesce.plan.budget",
