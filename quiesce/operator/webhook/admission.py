@@ -53,7 +53,39 @@ def admit(
 
     Idempotent: a pod that already carries the sidecar (its workload was injected in
     template mode, or this is a reinvocation) is left alone.
+
+    Total: an exception other than the plan's errors (a bug) admits the pod unchanged
+    with a warning and a status naming it, as invalid annotations do, or denies it in
+    strict mode. Never an exception: kopf would turn it into ``allowed: false`` and
+    deny the pod whatever the failurePolicy and the strict switch say.
     """
+    try:
+        return _admit(pod, config=config, cluster_native=cluster_native, token=token, strict=strict)
+    except Exception as exc:  # the boundary: nothing but an admission leaves admit
+        return _refuse([reconcile.internal_error(exc, "a pod")], strict=strict)
+
+
+def _refuse(errors: tuple[str, ...] | list[str], *, strict: bool) -> Admission:
+    listing = "; ".join(errors)
+    if strict:
+        return Admission("denied", denial=f"quiesce (strict mode) refused the pod: {listing}")
+    return Admission(
+        "invalid",
+        annotations={keys.STATE_STATUS: reconcile.ERROR_PREFIX + listing},
+        warnings=tuple(
+            f"quiesce: the pod is created without its sidecar: {error}" for error in errors
+        ),
+    )
+
+
+def _admit(
+    pod: Mapping[str, Any],
+    *,
+    config: configuration.Config,
+    cluster_native: bool,
+    token: str,
+    strict: bool,
+) -> Admission:
     metadata: Mapping[str, Any] = pod.get("metadata") or {}
     annotations: Mapping[str, str] = metadata.get("annotations") or {}
     if not reconcile.wants_injection(annotations):
@@ -76,20 +108,7 @@ def admit(
     )
     plan, native, injection = planned.plan, planned.native, planned.injection
     if plan is None or injection is None:
-        errors = planned.errors
-        listing = "; ".join(errors)
-        if strict:
-            return Admission(
-                "denied",
-                denial=f"quiesce (strict mode) refused the pod: {listing}",
-            )
-        return Admission(
-            "invalid",
-            annotations={keys.STATE_STATUS: reconcile.ERROR_PREFIX + listing},
-            warnings=tuple(
-                f"quiesce: the pod is created without its sidecar: {error}" for error in errors
-            ),
-        )
+        return _refuse(planned.errors, strict=strict)
     changed = {key: value for key, value in injection.pod_spec.items() if spec.get(key) != value}
     # The plan hash serialises the plan (dataclasses.asdict, ~0.3 ms): once per admission.
     plan_hash = plan.plan_hash()
