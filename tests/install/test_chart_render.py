@@ -297,6 +297,13 @@ def test_webhook_mode_ships_service_flags_and_the_rbac_docs_webhook_lists() -> N
     assert service["spec"]["ports"] == [
         {"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}
     ]
+    # Its own MutatingWebhookConfiguration only, every verb by name (test_webhook_rbac.py
+    # shows on the real API server that server-side apply's create narrows too).
+    role = chartkit.rules(chartkit.find(docs, "ClusterRole", "quiesce-operator-webhook"))
+    assert {r for r in role if r[1] == "mutatingwebhookconfigurations"} == {
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", verb, "quiesce")
+        for verb in ("get", "create", "patch")
+    }
     # The rules tests/webhook applies until the chart carries them (docs/webhook.md).
     shipped = chartkit.REPO / "tests" / "webhook" / "rbac-webhook.yaml"
     theirs = chartkit.documents(shipped.read_text())
