@@ -78,6 +78,18 @@ def register(registry: Any, runtime: runtime_.Runtime) -> None:
         # namespace is touched while the namespaces are still being listed.
         return {name: True}
 
+    @kopf.index("namespaces", registry=registry, id="pod_security")
+    def pod_security(name: str, labels: kopf.Labels, **_: Any) -> dict[str, str]:
+        # An index, so the levels are known before the first workload is reconciled: a
+        # signal-mode sidecar that needs root is refused under "restricted" rather than
+        # injected into pods the API server would then reject.
+        level = labels.get(template.POD_SECURITY_ENFORCE_LABEL)
+        if level is None:
+            runtime.pod_security.pop(name, None)
+            return {}
+        runtime.pod_security[name] = level
+        return {name: level}
+
     @kopf.on.event("namespaces", registry=registry, id="namespaces")
     async def namespace_event(name: str, labels: kopf.Labels, **_: Any) -> None:
         await _namespace_changed(runtime, name, labels)
@@ -178,6 +190,7 @@ async def _reconcile(
         config=runtime.settings.config,
         cluster_native=runtime.cluster_native,
         new_token=template.generate_token(),
+        pod_security=runtime.pod_security.get(namespace),
     )
     _track(runtime, kind, uid, obj, decision)
     if decision.errors:

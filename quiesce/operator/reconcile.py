@@ -99,8 +99,11 @@ def reconcile(
     config: configuration.Config,
     cluster_native: bool,
     new_token: str,
+    pod_security: str | None = None,
 ) -> Decision:
     """The decision for one workload; ``new_token`` is used only for a first injection.
+
+    ``pod_security``: the enforced Pod Security level of its namespace, when known.
 
     Total: whatever the object holds, the answer is a decision. An exception other than
     the plan's own errors (a parser that is not total yet, a bug) becomes a refusal that
@@ -108,7 +111,13 @@ def reconcile(
     never dies on one object and never leaves it without a word.
     """
     try:
-        return _reconcile(obj, config=config, cluster_native=cluster_native, new_token=new_token)
+        return _reconcile(
+            obj,
+            config=config,
+            cluster_native=cluster_native,
+            new_token=new_token,
+            pod_security=pod_security,
+        )
     except Exception as exc:  # the boundary: nothing but a decision leaves reconcile
         metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
         annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
@@ -147,6 +156,7 @@ def _reconcile(
     config: configuration.Config,
     cluster_native: bool,
     new_token: str,
+    pod_security: str | None,
 ) -> Decision:
     metadata: Mapping[str, Any] = obj.get("metadata") or {}
     annotations: Mapping[str, str] = metadata.get("annotations") or {}
@@ -190,6 +200,7 @@ def _reconcile(
         cluster_native=cluster_native,
         token=token,
         written=written.without_grace(original, defaulted),
+        pod_security=pod_security,
     )
     plan, native, injection = planned.plan, planned.native, planned.injection
     if plan is None or injection is None:

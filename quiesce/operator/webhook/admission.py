@@ -48,6 +48,7 @@ def admit(
     cluster_native: bool,
     token: str,
     strict: bool = False,
+    pod_security: str | None = None,
 ) -> Admission:
     """The admission of one Pod CREATE: inject as template mode would, or say why not.
 
@@ -60,7 +61,14 @@ def admit(
     deny the pod whatever the failurePolicy and the strict switch say.
     """
     try:
-        return _admit(pod, config=config, cluster_native=cluster_native, token=token, strict=strict)
+        return _admit(
+            pod,
+            config=config,
+            cluster_native=cluster_native,
+            token=token,
+            strict=strict,
+            pod_security=pod_security,
+        )
     except Exception as exc:  # the boundary: nothing but an admission leaves admit
         return _refuse([reconcile.internal_error(exc, "a pod")], strict=strict)
 
@@ -85,6 +93,7 @@ def _admit(
     cluster_native: bool,
     token: str,
     strict: bool,
+    pod_security: str | None,
 ) -> Admission:
     metadata: Mapping[str, Any] = pod.get("metadata") or {}
     annotations: Mapping[str, str] = metadata.get("annotations") or {}
@@ -105,6 +114,7 @@ def _admit(
         cluster_native=cluster_native,
         token=token,
         written=written.without_grace(spec, defaulted),
+        pod_security=pod_security,
     )
     plan, native, injection = planned.plan, planned.native, planned.injection
     if plan is None or injection is None:
