@@ -186,3 +186,41 @@ def test_admit_on_arbitrary_annotations_never_raises(
     assert isinstance(admission, webhook.Admission)
     if not strict:
         assert admission.denial is None
+
+
+hostile_ids = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(max_size=5), st.floats(allow_nan=True),
+    st.lists(st.integers(), max_size=2),
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.dictionaries(st.sampled_from([keys.SIGNAL, keys.CONTAINERS]), hostile_text, max_size=2),
+    hostile_ids, hostile_ids, hostile_ids,
+    st.sampled_from([None, "restricted", "baseline", "privileged", "", "Restricted"]),
+)  # fmt: skip
+def test_hostile_security_contexts_and_levels_never_make_reconcile_or_admit_raise(
+    annotations: dict[str, str], uid: Any, gid: Any, pod_uid: Any, level: str | None
+) -> None:
+    spec = copy.deepcopy(SPEC)
+    spec["containers"][0]["securityContext"] = {"runAsUser": uid, "runAsGroup": gid}
+    spec["securityContext"] = {"runAsUser": pod_uid}
+    obj = workload({keys.INJECT: "true", keys.SIGNAL: "SIGQUIT", **annotations})
+    obj["spec"]["template"]["spec"] = spec
+    decision = reconcile.reconcile(
+        obj, config=config.Config(), cluster_native=True, new_token="t", pod_security=level
+    )
+    assert isinstance(decision, reconcile.Decision)
+    p = pod({keys.INJECT: "true", keys.SIGNAL: "SIGQUIT", **annotations})
+    p["spec"] = spec
+    admission = webhook.admit(
+        p, config=config.Config(), cluster_native=True, token="t", pod_security=level
+    )
+    assert isinstance(admission, webhook.Admission) and admission.denial is None
+    for sidecar in (
+        c for c in (admission.spec.get("initContainers") or [])
+        if c["name"] == template.SIDECAR_NAME
+    ):  # fmt: skip
+        user = sidecar["securityContext"]["runAsUser"]
+        assert isinstance(user, int) and not isinstance(user, bool) and user >= 0
