@@ -51,6 +51,11 @@ INTERNAL_ERROR: Final = "internal error reading annotations"
 #: per process for the same type, see :func:`internal_error`).
 _LOGGED_MAX: Final = 64
 _logged: set[str] = set()
+#: Bounds on what a refusal writes, whatever the errors' length: the status annotation
+#: (the API server's limit is 256 KiB for all annotations together) and the Event's
+#: message (kopf cuts Event messages at 1,024 characters; cut here, with a marker).
+STATUS_MAX: Final = 4096
+EVENT_MESSAGE_MAX: Final = 1024
 
 log = logging.getLogger("quiesce.operator")
 
@@ -139,6 +144,14 @@ def internal_error(exc: BaseException, where: str) -> str:
         _logged.add(signature)
         log.error("An internal error while reading the annotations of %s.", where, exc_info=exc)
     return f"{INTERNAL_ERROR}: {type(exc).__name__}: {text} (a bug in quiesce; please report it)"
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters, marked where it was cut."""
+    if len(text) <= limit:
+        return text
+    marker = f" … ({len(text) - limit} more characters)"
+    return text[: max(0, limit - len(marker))] + marker
 
 
 def _name(obj: Any) -> str:
@@ -468,7 +481,7 @@ def _refuse(
     *,
     reason: str = "InvalidAnnotations",
 ) -> Decision:
-    status = ERROR_PREFIX + "; ".join(errors)
+    status = cut(ERROR_PREFIX + "; ".join(errors), STATUS_MAX)
     if annotations.get(keys.STATE_STATUS) == status:
         return Decision(action="none", why="still invalid, already reported", errors=tuple(errors))
     listing = "\n".join(f"- {error}" for error in errors)
@@ -481,7 +494,10 @@ def _refuse(
             Event(
                 "Warning",
                 reason,
-                f"quiesce left the pod template unchanged: {count}:\n{listing}",
+                cut(
+                    f"quiesce left the pod template unchanged: {count}:\n{listing}",
+                    EVENT_MESSAGE_MAX,
+                ),
             ),
         ),
         errors=tuple(errors),

@@ -125,6 +125,32 @@ def test_the_webhook_admits_the_pod_unchanged_when_the_plan_raises(
     assert reconcile.INTERNAL_ERROR in strict.denial
 
 
+def test_however_many_and_long_the_errors_what_is_written_and_sent_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Error:
+        def __init__(self, i: int) -> None:
+            self.text = f"quiesce.dev/containers: no container {'x' * 500}{i}"
+
+        def __str__(self) -> str:
+            return self.text
+
+    many = template.Planned(plan_errors=tuple(Error(i) for i in range(10_000)))  # type: ignore[arg-type]
+    monkeypatch.setattr(template, "plan_and_inject", lambda *_, **__: many)
+    decision = decide({keys.INJECT: "true"})
+    assert decision.write is not None
+    status = decision.write.body["metadata"]["annotations"][keys.STATE_STATUS]
+    assert status.startswith(reconcile.ERROR_PREFIX) and len(status) <= reconcile.STATUS_MAX
+    assert all(len(e.message) <= reconcile.EVENT_MESSAGE_MAX for e in decision.events)
+    admission = admit({keys.INJECT: "true"})
+    assert len(admission.warnings) <= webhook.admission.WARNINGS_MAX + 1
+    assert all(len(w) <= webhook.admission.WARNING_MAX for w in admission.warnings)
+    assert admission.warnings[-1] == "quiesce: and 9988 more errors"
+    assert len(admission.annotations[keys.STATE_STATUS]) <= reconcile.STATUS_MAX
+    strict = admit({keys.INJECT: "true"}, strict=True)
+    assert strict.denial is not None and len(strict.denial) <= reconcile.EVENT_MESSAGE_MAX
+
+
 def test_the_internal_error_text_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     def huge(*_: Any, **__: Any) -> Any:
         raise RuntimeError("x" * 1_000_000)

@@ -73,16 +73,29 @@ def admit(
         return _refuse([reconcile.internal_error(exc, "a pod")], strict=strict)
 
 
+#: The API server cuts each admission warning at 256 characters and keeps 4 KiB of them
+#: in all (k8s.io/apiserver's warning recorder): send no more than it keeps.
+WARNING_MAX: Final = 256
+WARNINGS_MAX: Final = 12
+
+
 def _refuse(errors: tuple[str, ...] | list[str], *, strict: bool) -> Admission:
     listing = "; ".join(errors)
     if strict:
-        return Admission("denied", denial=f"quiesce (strict mode) refused the pod: {listing}")
+        denial = f"quiesce (strict mode) refused the pod: {listing}"
+        return Admission("denied", denial=reconcile.cut(denial, reconcile.EVENT_MESSAGE_MAX))
+    warnings = [
+        reconcile.cut(f"quiesce: the pod is created without its sidecar: {error}", WARNING_MAX)
+        for error in errors[:WARNINGS_MAX]
+    ]
+    if len(errors) > WARNINGS_MAX:
+        warnings.append(f"quiesce: and {len(errors) - WARNINGS_MAX} more errors")
     return Admission(
         "invalid",
-        annotations={keys.STATE_STATUS: reconcile.ERROR_PREFIX + listing},
-        warnings=tuple(
-            f"quiesce: the pod is created without its sidecar: {error}" for error in errors
-        ),
+        annotations={
+            keys.STATE_STATUS: reconcile.cut(reconcile.ERROR_PREFIX + listing, reconcile.STATUS_MAX)
+        },
+        warnings=tuple(warnings),
     )
 
 
