@@ -28,6 +28,8 @@ CA_VOLUME: Final = "quiesce-consul-ca"
 TOKEN_DIR: Final = "/var/run/secrets/quiesce/consul-token"
 CA_DIR: Final = "/var/run/secrets/quiesce/consul-ca"
 SIDECAR_COMMAND: Final = ("quiesce", "sidecar")
+#: The namespace label Pod Security admission enforces (privileged, baseline, restricted).
+POD_SECURITY_ENFORCE_LABEL: Final = "pod-security.kubernetes.io/enforce"
 
 
 class InjectionError(ValueError):
@@ -117,11 +119,93 @@ def prestop_hook(plan: plans.ShutdownPlan, token: str) -> dict[str, Any]:
     }
 
 
-def sidecar_container(
-    plan: plans.ShutdownPlan, config: configuration.Config, *, token: str, native: bool
+def app_identity(
+    pod_spec: Mapping[str, Any], containers: tuple[str, ...]
+) -> tuple[int | None, int | None]:
+    """The UID and GID the target containers run as, from their or the pod's securityContext.
+
+    ``(None, None)`` when it is not written down (the image's USER decides, unknown
+    here) or when the targets differ.
+    """
+    pod_context = pod_spec.get("securityContext")
+    pod_ctx: Mapping[str, Any] = pod_context if isinstance(pod_context, Mapping) else {}
+    found: set[tuple[Any, Any]] = set()
+    for container in pod_spec.get("containers") or ():
+        if not isinstance(container, Mapping) or container.get("name") not in containers:
+            continue
+        own = container.get("securityContext")
+        ctx: Mapping[str, Any] = own if isinstance(own, Mapping) else {}
+        uid = ctx.get("runAsUser", pod_ctx.get("runAsUser"))
+        gid = ctx.get("runAsGroup", pod_ctx.get("runAsGroup"))
+        found.add((uid, gid))
+    if len(found) != 1:
+        return None, None
+    ((uid, gid),) = found
+    if not _is_id(uid):
+        return None, None
+    return uid, gid if _is_id(gid) else None
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+
+
+def signal_security(
+    pod_spec: Mapping[str, Any], plan: plans.ShutdownPlan, *, pod_security: str | None
 ) -> dict[str, Any]:
-    """The sidecar container, as an init container (native) or a regular container."""
-    signalling = plan.signal is not None
+    """The sidecar's identity when it signals the app's process (``quiesce.dev/signal``).
+
+    Preferred: the app's own UID. A process may signal another of the same UID
+    without any capability, so the sidecar runs as the app does, non-root, no
+    capability: Pod Security "restricted" admits it. (The sidecar makes itself
+    non-dumpable at start, so the app cannot read its environment or files through
+    /proc: quiesce.sidecar.hardening.)
+
+    Otherwise (the UID is not written in the pod spec, or is 0): signalling
+    another container's process needs CAP_KILL, and Kubernetes gives added
+    capabilities to root only (kubernetes/kubernetes#56374): UID 0 with KILL
+    alone. "baseline" admits that, "restricted" does not, so in a namespace that
+    enforces "restricted" the injection is refused with the way out.
+    """
+    uid, gid = app_identity(pod_spec, plan.containers)
+    if uid is not None and uid != 0:
+        return {
+            "runAsUser": uid,
+            "runAsGroup": gid if gid is not None else uid,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        }
+    if pod_security == "restricted":
+        who = "runs as root" if uid == 0 else "has no runAsUser in its securityContext"
+        raise InjectionError(
+            f"quiesce.dev/signal: the namespace enforces Pod Security "
+            f"{POD_SECURITY_ENFORCE_LABEL}=restricted, and the app container {who}: to signal "
+            "it the sidecar would need root with CAP_KILL, which restricted forbids. Way out: "
+            "set a non-root runAsUser on the app container (or the pod), and the sidecar runs "
+            "as that UID with no capability; or drop quiesce.dev/signal and let the kubelet "
+            "send the container's own stop signal (the image's STOPSIGNAL, or "
+            "lifecycle.stopSignal where the ContainerStopSignals feature is on)"
+        )
+    return {
+        "runAsUser": 0,
+        "runAsNonRoot": False,
+        "capabilities": {"drop": ["ALL"], "add": ["KILL"]},
+    }
+
+
+def sidecar_container(
+    plan: plans.ShutdownPlan,
+    config: configuration.Config,
+    *,
+    token: str,
+    native: bool,
+    security: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The sidecar container, as an init container (native) or a regular container.
+
+    ``security``: its identity when it signals the app (:func:`signal_security`);
+    otherwise it runs as the configured non-root UID.
+    """
     env: list[dict[str, Any]] = [
         _literal(contract.PLAN_ENV, plan.to_json()),
         _literal(contract.TOKEN_ENV, token),
@@ -147,22 +231,18 @@ def sidecar_container(
     env.append(_literal(contract.LOG_FORMAT_ENV, config.sidecar.log_format))
     env.append(_literal(contract.SIDECAR_MODE_ENV, "native" if native else "container"))
 
-    if signalling:
-        # Signalling another container's process needs CAP_KILL, and Kubernetes gives added
-        # capabilities to root only (kubernetes/kubernetes#56374): UID 0 with KILL alone.
-        security: dict[str, Any] = {
-            "runAsUser": 0,
-            "runAsNonRoot": False,
-            "capabilities": {"drop": ["ALL"], "add": ["KILL"]},
-        }
+    if plan.signal is not None:
+        context = (
+            dict(security) if security is not None else signal_security({}, plan, pod_security=None)
+        )
     else:
-        security = {
+        context = {
             "runAsUser": config.sidecar.run_as_user,
             "runAsGroup": config.sidecar.run_as_user,
             "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]},
         }
-    security.update(
+    context.update(
         readOnlyRootFilesystem=True,
         allowPrivilegeEscalation=False,
         seccompProfile={"type": "RuntimeDefault"},
@@ -179,7 +259,7 @@ def sidecar_container(
         ports=[{"name": PORT_NAME, "containerPort": plan.port, "protocol": "TCP"}],
         env=env,
         resources={kind: dict(values) for kind, values in config.sidecar.resources.items()},
-        securityContext=security,
+        securityContext=context,
         # Started once it serves (a native sidecar's app starts only then, so /prestop is
         # always there to call); the kubelet probes readiness as soon as startup succeeds,
         # so the pod is Ready ~1 s after start, not after the 5 s readiness period that
@@ -203,8 +283,13 @@ def inject(
     *,
     token: str,
     native: bool,
+    pod_security: str | None = None,
 ) -> Injection:
-    """Add the sidecar, the hooks, the grace and what they need; record what was there."""
+    """Add the sidecar, the hooks, the grace and what they need; record what was there.
+
+    ``pod_security``: the namespace's enforced Pod Security level (its
+    ``pod-security.kubernetes.io/enforce`` label), when known.
+    """
     if not token or not token.isascii() or not token.isprintable() or " " in token:
         raise InjectionError("the /prestop token must be non-empty printable ASCII without spaces")
     if is_injected(pod_spec):
@@ -252,7 +337,12 @@ def inject(
         # The sidecar finds and signals the app's process through the shared PID namespace.
         _set(spec, "shareProcessNamespace", True, record)
 
-    sidecar = sidecar_container(plan, config, token=token, native=native)
+    security = (
+        signal_security(pod_spec, plan, pod_security=pod_security)
+        if plan.signal is not None
+        else None
+    )
+    sidecar = sidecar_container(plan, config, token=token, native=native, security=security)
     list_key = "initContainers" if native else "containers"
     record["fields"][list_key] = {"present": list_key in spec}
     spec.setdefault(list_key, []).append(sidecar)
@@ -287,17 +377,21 @@ def plan_and_inject(
     cluster_native: bool,
     token: str,
     written: Mapping[str, Any] | None = None,
+    pod_security: str | None = None,
 ) -> Planned:
     """Plan, choose the sidecar kind, inject: what template mode, webhook mode and
     ``quiesce plan`` each do with one pod spec.
 
     The plan reads ``written`` (the spec as the user wrote it, say without a grace the
     API server defaulted; default ``pod_spec``); the injection changes ``pod_spec``.
+    ``pod_security``: the namespace's enforced Pod Security level, when known.
     """
     try:
         plan = plans.build_plan(annotations, pod_spec if written is None else written, config.plan)
         native = resolve_native(plan, cluster_supports_native=cluster_native)
-        injection = inject(pod_spec, plan, config, token=token, native=native)
+        injection = inject(
+            pod_spec, plan, config, token=token, native=native, pod_security=pod_security
+        )
     except plans.PlanError as exc:
         return Planned(plan_errors=exc.errors)
     except InjectionError as exc:

@@ -102,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
+    from quiesce.sidecar import hardening
+
+    hardening.make_non_dumpable()  # first: the app may share our UID and PID namespace
     _import_aiohttp_without_the_system_ca_bundle()
     from quiesce.sidecar import logs, server, settings
 

@@ -78,6 +78,20 @@ def register(registry: Any, runtime: runtime_.Runtime) -> None:
         # namespace is touched while the namespaces are still being listed.
         return {name: True}
 
+    @kopf.index("namespaces", registry=registry, id="pod_security")
+    def pod_security(name: str, labels: kopf.Labels, **_: Any) -> dict[str, str]:
+        # An index, so the levels are known before the first workload is reconciled: a
+        # signal-mode sidecar that needs root is refused under "restricted" rather than
+        # injected into pods the API server would then reject.
+        # Every namespace is in the index ("" when unlabelled): a workload whose namespace
+        # is not in it yet is judged a moment later (workload_event).
+        level = labels.get(template.POD_SECURITY_ENFORCE_LABEL)
+        if level is None:
+            runtime.pod_security.pop(name, None)
+        else:
+            runtime.pod_security[name] = level
+        return {name: level or ""}
+
     @kopf.on.event("namespaces", registry=registry, id="namespaces")
     async def namespace_event(name: str, labels: kopf.Labels, **_: Any) -> None:
         await _namespace_changed(runtime, name, labels)
@@ -98,12 +112,19 @@ def _workload_handler(runtime: runtime_.Runtime, kind: resources.Kind) -> Any:
         body: kopf.Body,
         meta: kopf.Meta,
         disabled_namespaces: kopf.Index[str, bool],
+        pod_security: kopf.Index[str, str],
         **_: Any,
     ) -> None:
         if type == "DELETED":
             _forget(runtime, str(meta.uid))
             return
         if runtime.settings.disabled or meta.namespace in disabled_namespaces:
+            return
+        if meta.namespace not in pod_security and str(meta.uid) not in runtime.retries:
+            # A namespace created with its first workload: its Pod Security label may not
+            # have reached the index yet. Judge the workload once more a second later (from
+            # a fresh read; the retry does not wait again).
+            _schedule(runtime, kind, str(meta.namespace), str(meta.name), str(meta.uid), 1.0)
             return
         obj = _plain(body)
         obj.setdefault("apiVersion", kind.api_version)
@@ -178,6 +199,7 @@ async def _reconcile(
         config=runtime.settings.config,
         cluster_native=runtime.cluster_native,
         new_token=template.generate_token(),
+        pod_security=runtime.pod_security.get(namespace),
     )
     _track(runtime, kind, uid, obj, decision)
     if decision.errors:

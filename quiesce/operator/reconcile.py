@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
@@ -42,6 +43,21 @@ Action = Literal["none", "inject", "update", "upgrade", "restore", "status", "fo
 
 OK_PREFIX: Final = "ok: "
 ERROR_PREFIX: Final = "error: "
+#: What the status, the Event and the webhook's warning say when reading the annotations
+#: raised something other than a PlanError (a bug: every parser should be total).
+INTERNAL_ERROR: Final = "internal error reading annotations"
+#: Distinct internal errors whose traceback was logged; bounded, so hostile input that
+#: raises a new message each time cannot grow it (past the bound nothing is logged twice
+#: per process for the same type, see :func:`internal_error`).
+_LOGGED_MAX: Final = 64
+_logged: set[str] = set()
+#: Bounds on what a refusal writes, whatever the errors' length: the status annotation
+#: (the API server's limit is 256 KiB for all annotations together) and the Event's
+#: message (kopf cuts Event messages at 1,024 characters; cut here, with a marker).
+STATUS_MAX: Final = 4096
+EVENT_MESSAGE_MAX: Final = 1024
+
+log = logging.getLogger("quiesce.operator")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,8 +104,73 @@ def reconcile(
     config: configuration.Config,
     cluster_native: bool,
     new_token: str,
+    pod_security: str | None = None,
 ) -> Decision:
-    """The decision for one workload; ``new_token`` is used only for a first injection."""
+    """The decision for one workload; ``new_token`` is used only for a first injection.
+
+    ``pod_security``: the enforced Pod Security level of its namespace, when known.
+
+    Total: whatever the object holds, the answer is a decision. An exception other than
+    the plan's own errors (a parser that is not total yet, a bug) becomes a refusal that
+    names it, with a Warning Event and a status, like invalid annotations: the operator
+    never dies on one object and never leaves it without a word.
+    """
+    try:
+        return _reconcile(
+            obj,
+            config=config,
+            cluster_native=cluster_native,
+            new_token=new_token,
+            pod_security=pod_security,
+        )
+    except Exception as exc:  # the boundary: nothing but a decision leaves reconcile
+        metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
+        annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+        safe = annotations if isinstance(annotations, Mapping) else {}
+        return _refuse(obj, safe, [internal_error(exc, _name(obj))], reason="InternalError")
+
+
+def internal_error(exc: BaseException, where: str) -> str:
+    """The bounded one-line text of an unexpected exception; logs its traceback once.
+
+    Once per exception type and (cut) message while the memory of them is small, then
+    once per type: a hostile annotation that raises on every pass logs one traceback.
+    """
+    text = str(exc).replace("\n", " ")
+    if len(text) > 200:
+        text = text[:200] + "…"
+    signature = type(exc).__name__ + (": " + text if len(_logged) < _LOGGED_MAX else "")
+    if signature not in _logged:
+        _logged.add(signature)
+        log.error("An internal error while reading the annotations of %s.", where, exc_info=exc)
+    return f"{INTERNAL_ERROR}: {type(exc).__name__}: {text} (a bug in quiesce; please report it)"
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters, marked where it was cut."""
+    if len(text) <= limit:
+        return text
+    marker = f" … ({len(text) - limit} more characters)"
+    return text[: max(0, limit - len(marker))] + marker
+
+
+def _name(obj: Any) -> str:
+    metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
+    if not isinstance(metadata, Mapping):
+        return "an object without metadata"
+    kind = obj.get("kind") or "object"
+    name = metadata.get("name") or metadata.get("generateName") or "?"
+    return f"{kind} {metadata.get('namespace') or ''}/{name}"
+
+
+def _reconcile(
+    obj: Mapping[str, Any],
+    *,
+    config: configuration.Config,
+    cluster_native: bool,
+    new_token: str,
+    pod_security: str | None,
+) -> Decision:
     metadata: Mapping[str, Any] = obj.get("metadata") or {}
     annotations: Mapping[str, str] = metadata.get("annotations") or {}
     pod_spec = template.pod_spec(obj)
@@ -132,6 +213,7 @@ def reconcile(
         cluster_native=cluster_native,
         token=token,
         written=written.without_grace(original, defaulted),
+        pod_security=pod_security,
     )
     plan, native, injection = planned.plan, planned.native, planned.injection
     if plan is None or injection is None:
@@ -392,21 +474,30 @@ def _undo(
     )
 
 
-def _refuse(obj: Mapping[str, Any], annotations: Mapping[str, str], errors: list[str]) -> Decision:
-    status = ERROR_PREFIX + "; ".join(errors)
+def _refuse(
+    obj: Mapping[str, Any],
+    annotations: Mapping[str, str],
+    errors: list[str],
+    *,
+    reason: str = "InvalidAnnotations",
+) -> Decision:
+    status = cut(ERROR_PREFIX + "; ".join(errors), STATUS_MAX)
     if annotations.get(keys.STATE_STATUS) == status:
         return Decision(action="none", why="still invalid, already reported", errors=tuple(errors))
     listing = "\n".join(f"- {error}" for error in errors)
     count = f"{len(errors)} error{'s' if len(errors) != 1 else ''}"
     return Decision(
         action="status",
-        why="invalid annotations",
+        why="invalid annotations" if reason == "InvalidAnnotations" else INTERNAL_ERROR,
         write=_merge_patch(obj, {keys.STATE_STATUS: status}),
         events=(
             Event(
                 "Warning",
-                "InvalidAnnotations",
-                f"quiesce left the pod template unchanged: {count}:\n{listing}",
+                reason,
+                cut(
+                    f"quiesce left the pod template unchanged: {count}:\n{listing}",
+                    EVENT_MESSAGE_MAX,
+                ),
             ),
         ),
         errors=tuple(errors),

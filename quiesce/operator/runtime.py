@@ -58,6 +58,9 @@ class Runtime:
     generations: dict[str, int] = dataclasses.field(default_factory=dict)
     bound: set[tuple[str, str]] = dataclasses.field(default_factory=set)
     disabled_namespaces: set[str] = dataclasses.field(default_factory=set)
+    #: Each namespace's enforced Pod Security level (its pod-security.kubernetes.io/enforce
+    #: label), filled by an index before any handler runs.
+    pod_security: dict[str, str] = dataclasses.field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
     semaphore: asyncio.Semaphore | None = None
 

@@ -297,11 +297,19 @@ def test_webhook_mode_ships_service_flags_and_the_rbac_docs_webhook_lists() -> N
     assert service["spec"]["ports"] == [
         {"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}
     ]
+    # Its own MutatingWebhookConfiguration only, every verb by name (test_webhook_rbac.py
+    # shows on the real API server that server-side apply's create narrows too).
+    role = chartkit.rules(chartkit.find(docs, "ClusterRole", "quiesce-operator-webhook"))
+    assert {r for r in role if r[1] == "mutatingwebhookconfigurations"} == {
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", verb, "quiesce")
+        for verb in ("get", "create", "patch")
+    }
     # The rules tests/webhook applies until the chart carries them (docs/webhook.md).
     shipped = chartkit.REPO / "tests" / "webhook" / "rbac-webhook.yaml"
     theirs = chartkit.documents(shipped.read_text())
     for kind, name in (
         ("ClusterRole", "quiesce-operator-webhook"),
+        ("ClusterRole", "quiesce-operator-webhook-pods"),
         ("Role", "quiesce-operator-webhook-cert"),
     ):
         assert chartkit.rules(chartkit.find(docs, kind, name)) == chartkit.rules(
@@ -329,3 +337,30 @@ def test_webhook_mode_ships_service_flags_and_the_rbac_docs_webhook_lists() -> N
     cert = chartkit.find(cm, "Certificate", "quiesce-webhook")
     assert cert["spec"]["secretName"] == "quiesce-webhook-cert"
     assert "quiesce-webhook.quiesce-system.svc" in cert["spec"]["dnsNames"]
+
+
+def test_the_webhook_scan_lists_pods_only_in_the_watched_namespaces_when_they_are_named() -> None:
+    """Cluster-wide only when the chart cannot name the namespaces (docs/webhook.md)."""
+    everywhere = chartkit.documents(chartkit.template("--set", "webhook.enabled=true"))
+    assert chartkit.rules(
+        chartkit.find(everywhere, "ClusterRole", "quiesce-operator-webhook-pods")
+    ) == {("", "pods", "list", "*")}
+    assert chartkit.find(everywhere, "ClusterRoleBinding", "quiesce-operator-webhook-pods")
+    assert not [d for d in everywhere if d["kind"] == "RoleBinding"
+                and d["metadata"]["name"] == "quiesce-operator-webhook-pods"]  # fmt: skip
+    # No other webhook rule reads pods.
+    assert not [r for r in chartkit.rules(chartkit.find(everywhere, "ClusterRole",
+                "quiesce-operator-webhook")) if r[1] == "pods"]  # fmt: skip
+    named = chartkit.documents(
+        chartkit.template("--set", "webhook.enabled=true", "--set", "watchNamespaces={shop,pay}")
+    )
+    bindings = [d for d in named if d["metadata"]["name"] == "quiesce-operator-webhook-pods"
+                and d["kind"] in ("RoleBinding", "ClusterRoleBinding")]  # fmt: skip
+    assert sorted((d["kind"], d["metadata"]["namespace"]) for d in bindings) == [
+        ("RoleBinding", "pay"), ("RoleBinding", "shop")
+    ]  # fmt: skip
+    for binding in bindings:
+        assert binding["roleRef"]["name"] == "quiesce-operator-webhook-pods"
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "quiesce-operator", "namespace": "quiesce-system"}
+        ]

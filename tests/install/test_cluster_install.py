@@ -171,7 +171,10 @@ def test_server_side_dry_run_accepts_every_manifest(cluster: rig.Rig) -> None:
             (),
             ("--set", f"watchNamespaces={{default,{chartkit.NAMESPACE}}}"),
             ("--set", "webhook.enabled=true"),
-        ):
+            # The webhook's pods list bound per watched namespace (RoleBindings).
+            ("--set", "webhook.enabled=true",
+             "--set", f"watchNamespaces={{default,{chartkit.NAMESPACE}}}"),
+        ):  # fmt: skip
             rendered = chartkit.template(*extra)
             result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)
             assert "job.batch/quiesce-uninject created (server dry run)" in result.stdout

@@ -31,6 +31,7 @@ from quiesce.rig import kubeapi, rig
 HERE = Path(__file__).resolve().parent
 RBAC = HERE.parents[1] / "manifests" / "rbac"
 WEBHOOK_LABEL = "quiesce.dev/webhook"
+ROLE_PATH = "/apis/rbac.authorization.k8s.io/v1/clusterroles"
 _numbers = itertools.count(1)
 
 
@@ -108,6 +109,7 @@ def make_webhook_operator(
 
     def make(*args: str, name: str = "webhook", start: bool = True) -> WebhookOperator:
         op = WebhookOperator(operator_kubeconfig, operator_logs, list(args), name, host=host)
+        allow_configuration(cluster, op.config_name)
         started.append(op)
         if start:
             op.start()
@@ -125,6 +127,21 @@ def make_webhook_operator(
         namespace, _, secret = op.secret.partition("/")
         with contextlib.suppress(kubeapi.ApiError):
             cluster.api.request("DELETE", f"/api/v1/namespaces/{namespace}/secrets/{secret}")
+
+
+def allow_configuration(cluster: Cluster, name: str) -> None:
+    """Let the operator's account write the MutatingWebhookConfiguration ``name`` too.
+
+    The shipped rule names one configuration (the chart's ``quiesce``); each test
+    operator writes its own, so its name is added to that rule, as a chart installed
+    under another release name would render it.
+    """
+    role = cluster.api.get(f"{ROLE_PATH}/quiesce-operator-webhook")
+    names = role["rules"][0].setdefault("resourceNames", [])
+    if name in names:
+        return
+    names.append(name)
+    cluster.api.request("PUT", f"{ROLE_PATH}/quiesce-operator-webhook", role)
 
 
 def make_namespace(

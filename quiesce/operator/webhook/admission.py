@@ -48,12 +48,66 @@ def admit(
     cluster_native: bool,
     token: str,
     strict: bool = False,
+    pod_security: str | None = None,
 ) -> Admission:
     """The admission of one Pod CREATE: inject as template mode would, or say why not.
 
     Idempotent: a pod that already carries the sidecar (its workload was injected in
     template mode, or this is a reinvocation) is left alone.
+
+    Total: an exception other than the plan's errors (a bug) admits the pod unchanged
+    with a warning and a status naming it, as invalid annotations do, or denies it in
+    strict mode. Never an exception: kopf would turn it into ``allowed: false`` and
+    deny the pod whatever the failurePolicy and the strict switch say.
     """
+    try:
+        return _admit(
+            pod,
+            config=config,
+            cluster_native=cluster_native,
+            token=token,
+            strict=strict,
+            pod_security=pod_security,
+        )
+    except Exception as exc:  # the boundary: nothing but an admission leaves admit
+        return _refuse([reconcile.internal_error(exc, "a pod")], strict=strict)
+
+
+#: The API server cuts each admission warning at 256 characters and keeps 4 KiB of them
+#: in all (k8s.io/apiserver's warning recorder): send no more than it keeps.
+WARNING_MAX: Final = 256
+WARNINGS_MAX: Final = 12
+
+
+def _refuse(errors: tuple[str, ...] | list[str], *, strict: bool) -> Admission:
+    listing = "; ".join(errors)
+    if strict:
+        denial = f"quiesce (strict mode) refused the pod: {listing}"
+        return Admission("denied", denial=reconcile.cut(denial, reconcile.EVENT_MESSAGE_MAX))
+    warnings = [
+        reconcile.cut(f"quiesce: the pod is created without its sidecar: {error}", WARNING_MAX)
+        for error in errors[:WARNINGS_MAX]
+    ]
+    if len(errors) > WARNINGS_MAX:
+        warnings.append(f"quiesce: and {len(errors) - WARNINGS_MAX} more errors")
+    return Admission(
+        "invalid",
+        annotations={
+            keys.STATE_STATUS: reconcile.cut(reconcile.ERROR_PREFIX + listing, reconcile.STATUS_MAX)
+        },
+        warnings=tuple(warnings),
+    )
+
+
+def _admit(
+    pod: Mapping[str, Any],
+    *,
+    config: configuration.Config,
+    cluster_native: bool,
+    token: str,
+    strict: bool,
+    pod_security: str | None,
+) -> Admission:
     metadata: Mapping[str, Any] = pod.get("metadata") or {}
     annotations: Mapping[str, str] = metadata.get("annotations") or {}
     if not reconcile.wants_injection(annotations):
@@ -73,23 +127,11 @@ def admit(
         cluster_native=cluster_native,
         token=token,
         written=written.without_grace(spec, defaulted),
+        pod_security=pod_security,
     )
     plan, native, injection = planned.plan, planned.native, planned.injection
     if plan is None or injection is None:
-        errors = planned.errors
-        listing = "; ".join(errors)
-        if strict:
-            return Admission(
-                "denied",
-                denial=f"quiesce (strict mode) refused the pod: {listing}",
-            )
-        return Admission(
-            "invalid",
-            annotations={keys.STATE_STATUS: reconcile.ERROR_PREFIX + listing},
-            warnings=tuple(
-                f"quiesce: the pod is created without its sidecar: {error}" for error in errors
-            ),
-        )
+        return _refuse(planned.errors, strict=strict)
     changed = {key: value for key, value in injection.pod_spec.items() if spec.get(key) != value}
     # The plan hash serialises the plan (dataclasses.asdict, ~0.3 ms): once per admission.
     plan_hash = plan.plan_hash()

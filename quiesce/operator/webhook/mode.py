@@ -87,6 +87,7 @@ class Webhook:
                 cluster_native=self.runtime.cluster_native,
                 token=template.generate_token(),
                 strict=self.settings.webhook.strict,
+                pod_security=self.runtime.pod_security.get(namespace),
             )
             if self.settings.dry_run and admission.result == "injected":
                 admission = admissions.Admission(
