@@ -33,7 +33,23 @@ class SidecarProcess:
         env: dict[str, str] | None = None,
         nofile: tuple[int, int] | None = None,
     ) -> None:
-        self.port = free_port()
+        # free_port() only finds a port free *now*: another test's client may take it
+        # before the sidecar binds (seen under load). Then start again on another port.
+        for _attempt in range(5):
+            self.port = free_port()
+            self._start(plan, env, nofile, tmp_path)
+            if self._wait_ready():
+                return
+            self._log.close()
+        raise AssertionError(f"the sidecar could not bind a free port: {self.log_path}")
+
+    def _start(
+        self,
+        plan: dict[str, Any] | None,
+        env: dict[str, str] | None,
+        nofile: tuple[int, int] | None,
+        tmp_path: Path,
+    ) -> None:
         self.log_path = tmp_path / f"sidecar-{self.port}.log"
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("QUIESCE_", "CONSUL_"))}
         full_env = {
@@ -61,16 +77,18 @@ class SidecarProcess:
             stderr=self._log,
             preexec_fn=limit,
         )
-        self._wait_ready()
 
-    def _wait_ready(self, timeout: float = 60.0) -> None:
+    def _wait_ready(self, timeout: float = 60.0) -> bool:
+        """True once ready; False when its port was taken first (start again)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.proc.poll() is not None:
+                if "address already in use" in self.log_text():
+                    return False
                 raise AssertionError(f"the sidecar exited: {self.log_text()}")
             with contextlib.suppress(OSError):
                 if self.get("/healthz", timeout=2.0)[0] == 200:
-                    return
+                    return True
             time.sleep(0.1)
         raise AssertionError(f"the sidecar never became ready: {self.log_text()}")
 
