@@ -489,13 +489,6 @@ def _volumes(config: configuration.Config) -> list[dict[str, Any]]:
         (CA_VOLUME, config.consul.ca_secret),
     ):
         if ref is not None:
-            volumes.append(
-                {
-                    "name": name,
-                    "secret": {
-                        "secretName": ref.name,
-                        "items": [{"key": ref.key, "path": ref.key}],
-                    },
-                }
-            )
+            items = [{"key": ref.key, "path": ref.key}]
+            volumes.append({"name": name, "secret": {"secretName": ref.name, "items": items}})
     return volumes

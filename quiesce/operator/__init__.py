@@ -6,6 +6,8 @@ One concept per module, layered as kopf's own source:
 - :mod:`~quiesce.operator.resources`  the served workload kinds
 - :mod:`~quiesce.operator.reconcile`  pure: object in, the one write it needs out
 - :mod:`~quiesce.operator.written`    pure: what the user wrote (last-applied, field owners)
+- :mod:`~quiesce.operator.writes`     pure: the request bodies a decision makes (apply, patches)
+- :mod:`~quiesce.operator.refusals`   the bounded text of a refusal (reconcile and webhook)
 - :mod:`~quiesce.operator.apply`      every request quiesce sends (server-side apply)
 - :mod:`~quiesce.operator.rbac`       the sidecar's RoleBinding
 - :mod:`~quiesce.operator.events`     Kubernetes Events (kopf's poster, or posted directly)

@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from quiesce.operator import metrics as metrics_
-from quiesce.operator import rbac, reconcile, resources, settings
+from quiesce.operator import rbac, resources, settings, writes
 
 CONTENT_TYPES = {
     "apply": "application/apply-patch+yaml",
@@ -141,7 +141,7 @@ class Client:
         return items
 
     def write(
-        self, kind: resources.Kind, namespace: str, name: str, write: reconcile.Write
+        self, kind: resources.Kind, namespace: str, name: str, write: writes.Write
     ) -> dict[str, Any]:
         query = [("fieldManager", settings.FIELD_MANAGER)]
         if write.kind == "apply":

@@ -13,14 +13,6 @@ A new operator configuration or release (a new sidecar image) changes
 neither, so it rolls no workload (design: "upgrades never roll the fleet")
 unless ``quiesce.dev/auto-upgrade`` asks for it; it rides along with the
 user's next template change instead.
-
-Writes: server-side apply (field manager ``quiesce``) owning only what
-quiesce adds. Two changes cannot be expressed as an apply, because apply
-merges into fields other managers own: replacing an app's own preStop hook of
-another shape (the API refuses two handler types in one hook) and restoring
-the original template byte for byte. Those are one JSON patch each, guarded by
-a ``test`` of the resourceVersion so a concurrent change makes them fail and
-retry instead of overwriting it.
 """
 
 from __future__ import annotations
@@ -28,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
@@ -36,28 +27,12 @@ from quiesce import annotations as keys
 from quiesce import config as configuration
 from quiesce import plan as plans
 from quiesce import template
-from quiesce.operator import resources, written
+from quiesce.operator import refusals, writes, written
 
-WriteKind = Literal["apply", "json-patch", "merge-patch"]
 Action = Literal["none", "inject", "update", "upgrade", "restore", "status", "forget"]
 
 OK_PREFIX: Final = "ok: "
 ERROR_PREFIX: Final = "error: "
-#: What the status, the Event and the webhook's warning say when reading the annotations
-#: raised something other than a PlanError (a bug: every parser should be total).
-INTERNAL_ERROR: Final = "internal error reading annotations"
-#: Distinct internal errors whose traceback was logged; bounded, so hostile input that
-#: raises a new message each time cannot grow it (past the bound nothing is logged twice
-#: per process for the same type, see :func:`internal_error`).
-_LOGGED_MAX: Final = 64
-_logged: set[str] = set()
-#: Bounds on what a refusal writes, whatever the errors' length: the status annotation
-#: (the API server's limit is 256 KiB for all annotations together) and the Event's
-#: message (kopf cuts Event messages at 1,024 characters; cut here, with a marker).
-STATUS_MAX: Final = 4096
-EVENT_MESSAGE_MAX: Final = 1024
-
-log = logging.getLogger("quiesce.operator")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,20 +45,12 @@ class Event:
 
 
 @dataclasses.dataclass(frozen=True)
-class Write:
-    """One request to the workload: an apply body, RFC 6902 operations or a merge patch."""
-
-    kind: WriteKind
-    body: Any
-
-
-@dataclasses.dataclass(frozen=True)
 class Decision:
     """What one reconciliation wants: at most one write, events to post, why (for logs)."""
 
     action: Action
     why: str
-    write: Write | None = None
+    write: writes.Write | None = None
     events: tuple[Event, ...] = ()
     plan: plans.ShutdownPlan | None = None
     native: bool | None = None
@@ -127,31 +94,8 @@ def reconcile(
         metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
         annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
         safe = annotations if isinstance(annotations, Mapping) else {}
-        return _refuse(obj, safe, [internal_error(exc, _name(obj))], reason="InternalError")
-
-
-def internal_error(exc: BaseException, where: str) -> str:
-    """The bounded one-line text of an unexpected exception; logs its traceback once.
-
-    Once per exception type and (cut) message while the memory of them is small, then
-    once per type: a hostile annotation that raises on every pass logs one traceback.
-    """
-    text = str(exc).replace("\n", " ")
-    if len(text) > 200:
-        text = text[:200] + "…"
-    signature = type(exc).__name__ + (": " + text if len(_logged) < _LOGGED_MAX else "")
-    if signature not in _logged:
-        _logged.add(signature)
-        log.error("An internal error while reading the annotations of %s.", where, exc_info=exc)
-    return f"{INTERNAL_ERROR}: {type(exc).__name__}: {text} (a bug in quiesce; please report it)"
-
-
-def cut(text: str, limit: int) -> str:
-    """``text`` within ``limit`` characters, marked where it was cut."""
-    if len(text) <= limit:
-        return text
-    marker = f" … ({len(text) - limit} more characters)"
-    return text[: max(0, limit - len(marker))] + marker
+        error = refusals.internal_error(exc, _name(obj))
+        return _refuse(obj, safe, [error], reason="InternalError")
 
 
 def _name(obj: Any) -> str:
@@ -236,7 +180,7 @@ def _reconcile(
                 return Decision(
                     action="status",
                     why="template up to date, status stale",
-                    write=_merge_patch(obj, {keys.STATE_STATUS: status}),
+                    write=writes.merge_patch(obj, {keys.STATE_STATUS: status}),
                     plan=plan,
                     native=native,
                 )
@@ -259,10 +203,10 @@ def _reconcile(
         keys.STATE_REPLACED: json.dumps(replaced, sort_keys=True, separators=(",", ":")),
         keys.STATE_STATUS: status,
     }
-    if _foreign_hooks(pod_spec, plan.containers):
-        write = _json_patch_injection(obj, pod_spec, injection.pod_spec, annotations, state)
+    if written.foreign_hooks(pod_spec, plan.containers):
+        write = writes.json_patch_injection(obj, injection.pod_spec, annotations, state)
     else:
-        write = Write("apply", apply_body(obj, injection, state))
+        write = writes.apply(obj, injection, state)
     verb = {"inject": "Injected", "update": "Updated", "upgrade": "Upgraded"}[action]
     mode = "native sidecar" if native else "sidecar container"
     message = (
@@ -353,89 +297,6 @@ def current_token(pod_spec: Mapping[str, Any]) -> str | None:
     return None
 
 
-def contains(live: Any, wanted: Any) -> bool:
-    """Is everything in ``wanted`` present, equal, in ``live``? (Server defaults may add more.)"""
-    if isinstance(wanted, Mapping):
-        return isinstance(live, Mapping) and all(
-            key in live and contains(live[key], value) for key, value in wanted.items()
-        )
-    if isinstance(wanted, list):
-        return (
-            isinstance(live, list)
-            and len(live) == len(wanted)
-            and all(contains(a, b) for a, b in zip(live, wanted, strict=True))
-        )
-    return bool(live == wanted)
-
-
-def apply_body(
-    obj: Mapping[str, Any], injection: template.Injection, state: Mapping[str, str]
-) -> dict[str, Any]:
-    """The server-side apply configuration: only the fields quiesce sets, plus its state.
-
-    Owning nothing else matters: a field in this body becomes quiesce's, and a later
-    apply that leaves it out would delete it.
-    """
-    record = injection.replaced
-    desired = injection.pod_spec
-    ours: dict[str, Any] = {}
-    for key, field in record["fields"].items():
-        if "set" in field:
-            ours[key] = desired[key]
-    by_name = {c.get("name"): c for c in desired.get("containers", ()) if isinstance(c, Mapping)}
-    containers = [
-        {"name": name, "lifecycle": {"preStop": by_name[name]["lifecycle"]["preStop"]}}
-        for name in record["lifecycles"]
-    ]
-    sidecar = next(
-        c
-        for c in desired["initContainers" if record["native"] else "containers"]
-        if c.get("name") == template.SIDECAR_NAME
-    )
-    if record["native"]:
-        ours["initContainers"] = [sidecar]
-    else:
-        containers.append(sidecar)
-    ours["containers"] = containers
-    volumes = [v for v in desired.get("volumes", ()) if v.get("name") in set(record["volumes"])]
-    if volumes:
-        ours["volumes"] = volumes
-    metadata = obj.get("metadata") or {}
-    return {
-        "apiVersion": obj.get("apiVersion"),
-        "kind": obj.get("kind"),
-        "metadata": {
-            "name": metadata.get("name"),
-            "namespace": metadata.get("namespace"),
-            # A precondition: a stale copy of the object makes the apply fail (409), not win.
-            "resourceVersion": metadata.get("resourceVersion"),
-            "annotations": dict(state),
-        },
-        "spec": {"template": {"spec": ours}},
-    }
-
-
-def _json_patch_injection(
-    obj: Mapping[str, Any],
-    pod_spec: Mapping[str, Any],
-    desired: Mapping[str, Any],
-    annotations: Mapping[str, str],
-    state: Mapping[str, str],
-) -> Write:
-    ops: list[dict[str, Any]] = [_test_version(obj)]
-    ops.append({"op": "replace", "path": resources.POD_SPEC_POINTER, "value": desired})
-    for key, value in state.items():
-        op = "replace" if key in annotations else "add"
-        ops.append(
-            {
-                "op": op,
-                "path": _annotation_pointer(key),
-                "value": value,
-            }
-        )
-    return Write("json-patch", ops)
-
-
 def _undo(
     obj: Mapping[str, Any],
     annotations: Mapping[str, str],
@@ -449,20 +310,16 @@ def _undo(
         return Decision(
             action="forget",
             why=f"{keys.INJECT} is gone; dropping quiesce's bookkeeping",
-            write=_merge_patch(obj, dict.fromkeys(present)),
+            write=writes.merge_patch(obj, dict.fromkeys(present)),
         )
     try:
         restored = template.restore(pod_spec, record)
     except template.InjectionError as exc:
         return _refuse(obj, annotations, [f"{keys.STATE_REPLACED}: {exc}"])
-    ops: list[dict[str, Any]] = [_test_version(obj)]
-    if restored != pod_spec:
-        ops.append({"op": "replace", "path": resources.POD_SPEC_POINTER, "value": restored})
-    ops.extend({"op": "remove", "path": _annotation_pointer(key)} for key in present)
     return Decision(
         action="restore",
         why=f"{keys.INJECT} was removed or set to false",
-        write=Write("json-patch", ops),
+        write=writes.restore(obj, restored if restored != pod_spec else None, present),
         events=(
             Event(
                 "Normal",
@@ -481,35 +338,26 @@ def _refuse(
     *,
     reason: str = "InvalidAnnotations",
 ) -> Decision:
-    status = cut(ERROR_PREFIX + "; ".join(errors), STATUS_MAX)
+    status = refusals.cut(ERROR_PREFIX + "; ".join(errors), refusals.STATUS_MAX)
     if annotations.get(keys.STATE_STATUS) == status:
         return Decision(action="none", why="still invalid, already reported", errors=tuple(errors))
     listing = "\n".join(f"- {error}" for error in errors)
     count = f"{len(errors)} error{'s' if len(errors) != 1 else ''}"
     return Decision(
         action="status",
-        why="invalid annotations" if reason == "InvalidAnnotations" else INTERNAL_ERROR,
-        write=_merge_patch(obj, {keys.STATE_STATUS: status}),
+        why="invalid annotations" if reason == "InvalidAnnotations" else refusals.INTERNAL_ERROR,
+        write=writes.merge_patch(obj, {keys.STATE_STATUS: status}),
         events=(
             Event(
                 "Warning",
                 reason,
-                cut(
+                refusals.cut(
                     f"quiesce left the pod template unchanged: {count}:\n{listing}",
-                    EVENT_MESSAGE_MAX,
+                    refusals.EVENT_MESSAGE_MAX,
                 ),
             ),
         ),
         errors=tuple(errors),
-    )
-
-
-def _merge_patch(obj: Mapping[str, Any], annotations: Mapping[str, str | None]) -> Write:
-    """Annotations only (no rollout); the resourceVersion makes it a precondition."""
-    version = (obj.get("metadata") or {}).get("resourceVersion")
-    return Write(
-        "merge-patch",
-        {"metadata": {"resourceVersion": version, "annotations": dict(annotations)}},
     )
 
 
@@ -529,35 +377,9 @@ def _record(annotations: Mapping[str, str]) -> tuple[dict[str, Any] | None, str 
     return record, None
 
 
-def _foreign_hooks(pod_spec: Mapping[str, Any], targets: tuple[str, ...]) -> bool:
-    """Does a target container carry a preStop hook that is not quiesce's?"""
-    for container in pod_spec.get("containers") or ():
-        if not (isinstance(container, Mapping) and container.get("name") in targets):
-            continue
-        lifecycle = container.get("lifecycle")
-        hook = lifecycle.get("preStop") if isinstance(lifecycle, Mapping) else None
-        if hook is not None and not template.is_our_hook(hook):
-            return True
-    return False
-
-
 def _manifest_warnings(obj: Mapping[str, Any], plan: plans.ShutdownPlan) -> tuple[Event, ...]:
-    """Fields of the user's manifest that quiesce replaces: every ``kubectl apply`` sends them
-    again (a preStop of another handler type is then refused by the API server, a smaller grace
-    rolls the workload twice). Said once, when quiesce writes."""
-    spec = written.written_spec(obj)
-    if spec is None:
-        return ()
-    found: list[str] = []
-    for container in spec.get("containers") or ():
-        if not isinstance(container, Mapping) or container.get("name") not in plan.containers:
-            continue
-        lifecycle = container.get("lifecycle")
-        if isinstance(lifecycle, Mapping) and "preStop" in lifecycle:
-            found.append(f"containers[{container['name']}].lifecycle.preStop")
-    grace = spec.get(written.GRACE)
-    if grace is not None and grace != plan.grace_period_seconds:
-        found.append(f"{written.GRACE} {grace} (the plan needs {plan.grace_period_seconds})")
+    """Said once, when quiesce writes: see :func:`written.manifest_conflicts`."""
+    found = written.manifest_conflicts(obj, plan.containers, plan.grace_period_seconds)
     if not found:
         return ()
     return (
@@ -573,10 +395,16 @@ def _manifest_warnings(obj: Mapping[str, Any], plan: plans.ShutdownPlan) -> tupl
     )
 
 
-def _test_version(obj: Mapping[str, Any]) -> dict[str, Any]:
-    version = (obj.get("metadata") or {}).get("resourceVersion")
-    return {"op": "test", "path": "/metadata/resourceVersion", "value": version}
-
-
-def _annotation_pointer(key: str) -> str:
-    return template.json_pointer("metadata", "annotations", key)
+def contains(live: Any, wanted: Any) -> bool:
+    """Is everything in ``wanted`` present, equal, in ``live``? (Server defaults may add more.)"""
+    if isinstance(wanted, Mapping):
+        return isinstance(live, Mapping) and all(
+            key in live and contains(live[key], value) for key, value in wanted.items()
+        )
+    if isinstance(wanted, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(wanted)
+            and all(contains(a, b) for a, b in zip(live, wanted, strict=True))
+        )
+    return bool(live == wanted)

@@ -89,5 +89,37 @@ def without_grace(pod_spec: Mapping[str, Any], grace_defaulted: bool) -> Mapping
     return {key: value for key, value in pod_spec.items() if key != GRACE}
 
 
+def foreign_hooks(pod_spec: Mapping[str, Any], targets: tuple[str, ...]) -> bool:
+    """Does a target container carry a preStop hook that is not quiesce's?"""
+    for container in pod_spec.get("containers") or ():
+        if not (isinstance(container, Mapping) and container.get("name") in targets):
+            continue
+        lifecycle = container.get("lifecycle")
+        hook = lifecycle.get("preStop") if isinstance(lifecycle, Mapping) else None
+        if hook is not None and not template.is_our_hook(hook):
+            return True
+    return False
+
+
+def manifest_conflicts(obj: Mapping[str, Any], targets: tuple[str, ...], grace: int) -> list[str]:
+    """Fields of the user's manifest that quiesce replaces: every ``kubectl apply`` sends them
+    again (a preStop of another handler type is then refused by the API server, a smaller grace
+    rolls the workload twice)."""
+    spec = written_spec(obj)
+    if spec is None:
+        return []
+    found: list[str] = []
+    for container in spec.get("containers") or ():
+        if not isinstance(container, Mapping) or container.get("name") not in targets:
+            continue
+        lifecycle = container.get("lifecycle")
+        if isinstance(lifecycle, Mapping) and "preStop" in lifecycle:
+            found.append(f"containers[{container['name']}].lifecycle.preStop")
+    written_grace = spec.get(GRACE)
+    if written_grace is not None and written_grace != grace:
+        found.append(f"{GRACE} {written_grace} (the plan needs {grace})")
+    return found
+
+
 def _path(obj: Mapping[str, Any], path: tuple[str, ...] | None) -> tuple[str, ...]:
     return template.pod_spec_path(str(obj.get("kind") or "")) if path is None else path

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from quiesce import annotations as keys
 from quiesce import config, template
-from quiesce.operator import reconcile, webhook
+from quiesce.operator import reconcile, refusals, webhook
 
 SPEC: dict[str, Any] = {
     "containers": [
@@ -34,7 +34,8 @@ SPEC: dict[str, Any] = {
 }
 #: 5,000 leading zeros: past Python's 4,300-digit limit for int(), which raised
 #: ValueError out of the duration parser (issue 17).
-HOSTILE_DURATION = "0" * 5000 + "1s"
+#: 5,000 leading zeros: Python's int() refuses over 4,300 digits, Go reads them as nothing.
+ZEROS = "0" * 5000
 
 
 def workload(annotations: dict[str, str]) -> dict[str, Any]:
@@ -86,10 +87,10 @@ def test_an_exception_in_the_plan_becomes_a_warning_event_and_a_status_not_a_cra
     assert decision.action == "status"
     assert decision.write is not None and decision.write.kind == "merge-patch"
     status = decision.write.body["metadata"]["annotations"][keys.STATE_STATUS]
-    assert status.startswith(reconcile.ERROR_PREFIX + reconcile.INTERNAL_ERROR + ": ValueError")
+    assert status.startswith(reconcile.ERROR_PREFIX + refusals.INTERNAL_ERROR + ": ValueError")
     (event,) = decision.events
     assert (event.type, event.reason) == ("Warning", "InternalError")
-    assert reconcile.INTERNAL_ERROR in event.message
+    assert refusals.INTERNAL_ERROR in event.message
     # The template is not touched: only the status annotation is written.
     assert set(decision.write.body["metadata"]["annotations"]) == {keys.STATE_STATUS}
     assert again == decision
@@ -116,13 +117,13 @@ def test_the_webhook_admits_the_pod_unchanged_when_the_plan_raises(
     assert admission.result == "invalid"
     assert admission.denial is None and admission.spec == {}
     assert admission.annotations[keys.STATE_STATUS].startswith(
-        reconcile.ERROR_PREFIX + reconcile.INTERNAL_ERROR
+        reconcile.ERROR_PREFIX + refusals.INTERNAL_ERROR
     )
     (warning,) = admission.warnings
-    assert reconcile.INTERNAL_ERROR in warning
+    assert refusals.INTERNAL_ERROR in warning
     strict = admit({keys.INJECT: "true"}, strict=True)
     assert strict.result == "denied" and strict.denial is not None
-    assert reconcile.INTERNAL_ERROR in strict.denial
+    assert refusals.INTERNAL_ERROR in strict.denial
 
 
 def test_however_many_and_long_the_errors_what_is_written_and_sent_is_bounded(
@@ -140,15 +141,15 @@ def test_however_many_and_long_the_errors_what_is_written_and_sent_is_bounded(
     decision = decide({keys.INJECT: "true"})
     assert decision.write is not None
     status = decision.write.body["metadata"]["annotations"][keys.STATE_STATUS]
-    assert status.startswith(reconcile.ERROR_PREFIX) and len(status) <= reconcile.STATUS_MAX
-    assert all(len(e.message) <= reconcile.EVENT_MESSAGE_MAX for e in decision.events)
+    assert status.startswith(reconcile.ERROR_PREFIX) and len(status) <= refusals.STATUS_MAX
+    assert all(len(e.message) <= refusals.EVENT_MESSAGE_MAX for e in decision.events)
     admission = admit({keys.INJECT: "true"})
     assert len(admission.warnings) <= webhook.admission.WARNINGS_MAX + 1
     assert all(len(w) <= webhook.admission.WARNING_MAX for w in admission.warnings)
     assert admission.warnings[-1] == "quiesce: and 9988 more errors"
-    assert len(admission.annotations[keys.STATE_STATUS]) <= reconcile.STATUS_MAX
+    assert len(admission.annotations[keys.STATE_STATUS]) <= refusals.STATUS_MAX
     strict = admit({keys.INJECT: "true"}, strict=True)
-    assert strict.denial is not None and len(strict.denial) <= reconcile.EVENT_MESSAGE_MAX
+    assert strict.denial is not None and len(strict.denial) <= refusals.EVENT_MESSAGE_MAX
 
 
 def test_the_internal_error_text_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -164,13 +165,22 @@ def test_the_internal_error_text_is_bounded(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.mark.parametrize("key", [keys.CONVERGE_MAX, keys.DRAIN_TIMEOUT, keys.GRACE_PERIOD])
-def test_a_duration_with_5000_leading_zeros_is_refused_not_raised(key: str) -> None:
-    annotations = {keys.INJECT: "true", key: HOSTILE_DURATION}
+def test_leading_zeros_without_a_unit_are_refused_not_raised(key: str) -> None:
+    annotations = {keys.INJECT: "true", key: ZEROS + "1"}
     decision = decide(annotations)
     assert decision.action == "status" and decision.events[0].type == "Warning"
+    assert key in decision.events[0].message and "is not a duration" in decision.events[0].message
+    assert len(decision.events[0].message) <= refusals.EVENT_MESSAGE_MAX
     assert not decision.changes_template
     admission = admit(annotations)
     assert admission.result == "invalid" and admission.denial is None and not admission.spec
+
+
+def test_leading_zeros_in_a_valid_duration_read_as_go_reads_them() -> None:
+    """Go's time.ParseDuration takes "000…01s" for 1s; so does the plan, without int()'s limit."""
+    decision = decide({keys.INJECT: "true", keys.DRAIN_TIMEOUT: ZEROS + "1s"})
+    assert decision.action == "inject"
+    assert decision.plan is not None and decision.plan.drain_timeout == 1.0
 
 
 # --- the property: arbitrary annotations never raise -------------------------------------

@@ -16,7 +16,7 @@ from typing import Any, Final, Literal
 from quiesce import annotations as keys
 from quiesce import config as configuration
 from quiesce import template
-from quiesce.operator import reconcile, written
+from quiesce.operator import reconcile, refusals, written
 from quiesce.operator import settings as settings_
 
 HANDLER_ID: Final = "inject"
@@ -70,7 +70,7 @@ def admit(
             pod_security=pod_security,
         )
     except Exception as exc:  # the boundary: nothing but an admission leaves admit
-        return _refuse([reconcile.internal_error(exc, "a pod")], strict=strict)
+        return _refuse([refusals.internal_error(exc, "a pod")], strict=strict)
 
 
 #: The API server cuts each admission warning at 256 characters and keeps 4 KiB of them
@@ -83,9 +83,9 @@ def _refuse(errors: tuple[str, ...] | list[str], *, strict: bool) -> Admission:
     listing = "; ".join(errors)
     if strict:
         denial = f"quiesce (strict mode) refused the pod: {listing}"
-        return Admission("denied", denial=reconcile.cut(denial, reconcile.EVENT_MESSAGE_MAX))
+        return Admission("denied", denial=refusals.cut(denial, refusals.EVENT_MESSAGE_MAX))
     warnings = [
-        reconcile.cut(f"quiesce: the pod is created without its sidecar: {error}", WARNING_MAX)
+        refusals.cut(f"quiesce: the pod is created without its sidecar: {error}", WARNING_MAX)
         for error in errors[:WARNINGS_MAX]
     ]
     if len(errors) > WARNINGS_MAX:
@@ -93,7 +93,7 @@ def _refuse(errors: tuple[str, ...] | list[str], *, strict: bool) -> Admission:
     return Admission(
         "invalid",
         annotations={
-            keys.STATE_STATUS: reconcile.cut(reconcile.ERROR_PREFIX + listing, reconcile.STATUS_MAX)
+            keys.STATE_STATUS: refusals.cut(reconcile.ERROR_PREFIX + listing, refusals.STATUS_MAX)
         },
         warnings=tuple(warnings),
     )
