@@ -90,6 +90,8 @@ class TcpSocket:
     cookie: int
     inode: int
     info: TcpInfo | None
+    queued: int = 0
+    """Receive queue: for a listener, connections waiting for ``accept()``."""
 
     @property
     def peer_is_loopback(self) -> bool:
@@ -148,7 +150,7 @@ _MSG = struct.Struct("=BBBBHH16s16sI8sIIIII")
 
 
 def _parse_msg(payload: bytes) -> TcpSocket | None:
-    family, state, _t, _r, sport, dport, src, dst, _if, cookie, _e, _rq, _wq, _uid, inode = (
+    family, state, _t, _r, sport, dport, src, dst, _if, cookie, _e, rqueue, _wq, _uid, inode = (
         _MSG.unpack_from(payload, 0)
     )
     tcp_state = _STATES.get(state)
@@ -175,6 +177,7 @@ def _parse_msg(payload: bytes) -> TcpSocket | None:
         cookie=int.from_bytes(cookie, "little"),
         inode=inode,
         info=info,
+        queued=rqueue,
     )
 
 

@@ -115,6 +115,7 @@ class ConnectionGuard:
         self.by_address: dict[str, int] = {}
         self.others = 0  # open connections not from the node or loopback
         self.refused = 0  # over the sidecar's life
+        self.accepted = 0  # every connection the server accepted, refused ones included
         # the episode in progress, if any
         self._episode_start: float | None = None
         self._episode_refused = 0
@@ -124,6 +125,7 @@ class ConnectionGuard:
 
     def admit(self, remote: str | None) -> bool:
         """Count a new connection from ``remote``; False: close it now."""
+        self.accepted += 1
         if self._exempt(remote):
             return True
         key = remote or "?"

@@ -99,6 +99,8 @@ class Activity:
     """Half-open connections (SYN_RECV) that count as traffic."""
     connections: int = 0
     """Inbound connections (traffic) open now."""
+    sources: tuple[str, ...] = ()
+    """``peer -> :port`` of some connections that counted (at most :data:`SOURCES_MAX`)."""
 
     @property
     def events(self) -> int:
@@ -107,6 +109,10 @@ class Activity:
     @property
     def active(self) -> bool:
         return self.events > 0 or self.connecting > 0
+
+
+#: How many traffic sources an Activity and the QuietTracker keep (for logs and /status).
+SOURCES_MAX = 8
 
 
 class TrafficObserver:
@@ -135,8 +141,21 @@ class TrafficObserver:
         self._opens_base: int | None = None
         self._attributed = 0  # inbound connections (of any kind) first seen by a sample
         self._flagged = 0  # accepted connections already reported as unseen
+        self._own_accepts: Callable[[], int] | None = None
+        self._own_base = 0
         # listening ports of the last sample: the next dump decodes only their sockets
         self._ports: frozenset[int] | None = None
+
+    def count_own_accepts(self, accepted: Callable[[], int]) -> None:
+        """Take the sidecar's own accepted connections from its server's count.
+
+        Its probes, ``/status`` and ``/metrics`` scrapes are accepts in the namespace's
+        PassiveOpens too; one that opens and closes between two samples would read as
+        unseen traffic (under load, a status poll every 0.2 s kept a pod from ever
+        being quiet). The server counts them exactly, so they are subtracted instead.
+        """
+        self._own_accepts = accepted
+        self._own_base = accepted()
 
     def sample(self) -> Activity:
         """Take one sample (blocking); the first one only sets the baseline."""
@@ -155,9 +174,16 @@ class TrafficObserver:
         first = self._opens_base is None
         if first:
             self._opens_base = opens
-        new = requests = connecting = connections = 0
+        new = requests = connecting = connections = own_waiting = 0
+        sources: list[str] = []
         seen: dict[int, tuple[int, int]] = {}
+        own_port = self.traffic.sidecar_port if self._own_accepts is not None else None
         for row in rows:
+            if row.local_port == own_port:
+                # counted by the server (see count_own_accepts), not attributed here
+                if row.state == TcpState.LISTEN:
+                    own_waiting += row.queued
+                continue
             if row.state == TcpState.SYN_RECV:
                 if row.local_port in listening and self.traffic.counts(row):
                     connecting += 1
@@ -172,6 +198,7 @@ class TrafficObserver:
             seen[row.cookie] = (received, segments)
             previous = self._known.get(row.cookie)
             bytes_count = counted and row.local_port not in self.traffic.long_lived_ports
+            before = (new, requests)
             if previous is None:
                 if not first:
                     self._attributed += 1
@@ -183,10 +210,19 @@ class TrafficObserver:
                 # data segments approximate requests (one each for small requests); at
                 # least one when the kernel does not report them
                 requests += max(1, segments - previous[1])
+            if (new, requests) != before and len(sources) < SOURCES_MAX:
+                sources.append(f"{row.peer_ip}:{row.peer_port} -> :{row.local_port}")
             if counted and row.state != TcpState.TIME_WAIT:
                 connections += 1
         self._known = seen
-        unseen = 0 if first else self._unattributed(opens)
+        own = 0
+        if self._own_accepts is not None:
+            # Read after the dump: accepted since, or still waiting, they count as ours.
+            # Counted early here evens out at the next sample: never a false arrival.
+            if first:
+                self._own_base = self._own_accepts()
+            own = self._own_accepts() - self._own_base + own_waiting
+        unseen = 0 if first else self._unattributed(opens, own)
         return Activity(
             at=now,
             new_connections=new,
@@ -194,14 +230,15 @@ class TrafficObserver:
             unseen_opens=unseen,
             connecting=connecting,
             connections=connections,
+            sources=tuple(sources),
         )
 
-    def _unattributed(self, opens: int) -> int:
+    def _unattributed(self, opens: int, own: int) -> int:
         # PassiveOpens is read before the dump, so a connection counted there is
         # either in this dump or already gone; one accepted between the two reads
         # is attributed early and evens out on the next sample.
         assert self._opens_base is not None
-        missing = (opens - self._opens_base) - self._attributed - self._flagged
+        missing = (opens - self._opens_base) - self._attributed - own - self._flagged
         if missing <= 0:
             return 0
         self._flagged += missing
@@ -252,13 +289,23 @@ class QuietTracker:
         self.started = started
         self.last_activity = started
         self.new_connections = 0
+        self.unseen_opens = 0
         self.samples = 0
+        #: The latest traffic seen (``peer -> :port``, or that accepts went unseen): what
+        #: kept the pod from being quiet, for the log and /status.
+        self.sources: collections.deque[str] = collections.deque(maxlen=SOURCES_MAX)
 
     def add(self, activity: Activity) -> None:
         self.samples += 1
         self.new_connections += activity.new_connections + activity.unseen_opens
+        self.unseen_opens += activity.unseen_opens
         if activity.active:
             self.last_activity = activity.at
+            self.sources.extend(activity.sources)
+            if activity.unseen_opens:
+                self.sources.append(f"{activity.unseen_opens} accepted between samples")
+            if activity.connecting:
+                self.sources.append(f"{activity.connecting} connecting (SYN_RECV)")
 
     def quiet_for(self, now: float) -> float:
         return max(0.0, now - self.last_activity)

@@ -195,6 +195,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     open_files, hard = limits.raise_open_files_limit()
     app = create_app(settings)
     guard = app[GUARD] = limits.ConnectionGuard(host_ip=settings.host_ip, open_files=open_files)
+    # the sidecar's own accepts are not the app's traffic (before the sampler's first sample)
+    app[SIDECAR].sampler.observer.count_own_accepts(lambda: guard.accepted)
     runner = web.AppRunner(
         app,
         handle_signals=False,

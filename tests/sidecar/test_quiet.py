@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -204,3 +207,77 @@ def test_quiet_tracker_measures_silence_since_the_last_activity() -> None:
     assert tracker.new_connections == 1
     tracker.add(Activity(at=102.5, connecting=1))
     assert tracker.quiet_for(103.0) == pytest.approx(0.5)
+
+
+# The sidecar's own accepts, in a network namespace of the test's own: PassiveOpens
+# counts every accept in a namespace, so the host's would blur the count.
+_OWN_ACCEPTS = r"""
+import json, socket, subprocess, time
+from quiesce.sidecar.quiet import TrafficFilter, TrafficObserver
+
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+
+def listener():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    return s, s.getsockname()[1]
+
+own, own_port = listener()
+app, app_port = listener()
+accepted = 0
+
+def missed(port, srv, accept=True):
+    # opens and closes between two samples; the client closes first: no TIME_WAIT here
+    global accepted
+    c = socket.create_connection(("127.0.0.1", port))
+    if not accept:
+        return c
+    a, _ = srv.accept()
+    if srv is own:
+        accepted += 1
+    c.close()
+    a.close()
+    time.sleep(0.05)
+
+def observer(counting):
+    obs = TrafficObserver(TrafficFilter(sidecar_port=own_port))
+    if counting:
+        obs.count_own_accepts(lambda: accepted)
+    obs.sample()
+    return obs
+
+out = {}
+counting, blind = observer(True), observer(False)
+missed(own_port, own)
+out["own_counting"] = counting.sample().unseen_opens
+out["own_blind"] = blind.sample().unseen_opens
+waiting = missed(own_port, own, accept=False)  # handshake done, not accepted yet
+time.sleep(0.05)
+out["own_waiting"] = counting.sample().unseen_opens
+own.accept()[0].close()
+accepted += 1
+waiting.close()
+out["own_after_accept"] = counting.sample().unseen_opens
+missed(app_port, app)
+out["app_counting"] = counting.sample().unseen_opens
+print(json.dumps(out))
+"""
+
+
+def test_the_sidecars_own_accepts_missed_between_samples_are_not_unseen_traffic() -> None:
+    done = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", _OWN_ACCEPTS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    # without the server's count, the missed accept on the sidecar's port reads as traffic
+    assert out["own_blind"] == 1, out
+    assert out["own_counting"] == 0 and out["own_waiting"] == 0, out
+    assert out["own_after_accept"] == 0, out
+    # an accept on the app's port that no sample saw is still traffic
+    assert out["app_counting"] == 1, out

@@ -132,6 +132,8 @@ async def wait_for_load_balancers(
         "quiet_for": round(tracker.quiet_for(now), 3),
         "last_traffic_at": round(tracker.last_activity - tl.origin, 3),
         "connections_after_deregistration": tracker.new_connections,
+        "unseen_opens_after_deregistration": tracker.unseen_opens,
+        "last_traffic": list(tracker.sources),
         "endpointslices": {"state": es.state, "reason": es.reason},
     }
     if consul_task is not None:
@@ -154,6 +156,6 @@ async def wait_for_load_balancers(
         tracker.quiet_for(now),
         window,
         tracker.new_connections,
-        extra={"reason": reason, "checks": checks},
+        extra={"reason": reason, "checks": checks, "last_traffic": list(tracker.sources)},
     )
     return reason
