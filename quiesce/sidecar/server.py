@@ -167,6 +167,9 @@ async def _sidecar_ctx(app: web.Application) -> AsyncIterator[None]:
     """The sequence owner and its clients (Consul, API server) live and die with the app."""
     sidecar = Sidecar(app[SETTINGS], metrics=app[METRICS])
     app[SIDECAR] = sidecar
+    guard = app.get(GUARD)
+    if guard is not None:  # serve()'s: the sidecar's own accepts are not the app's traffic
+        sidecar.sampler.observer.count_own_accepts(lambda: guard.accepted)
     await sidecar.start()
     yield
     await sidecar.close()
@@ -195,8 +198,6 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     open_files, hard = limits.raise_open_files_limit()
     app = create_app(settings)
     guard = app[GUARD] = limits.ConnectionGuard(host_ip=settings.host_ip, open_files=open_files)
-    # the sidecar's own accepts are not the app's traffic (before the sampler's first sample)
-    app[SIDECAR].sampler.observer.count_own_accepts(lambda: guard.accepted)
     runner = web.AppRunner(
         app,
         handle_signals=False,
