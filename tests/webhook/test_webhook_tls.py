@@ -118,7 +118,10 @@ def test_rotation_drops_no_admission_and_replicas_share_one_secret(
     assert ca_bundle == secret_data(cluster, op)["ca.crt"]
     assert metric(op, "quiesce_webhook_certificate_rotations_total") >= 2
 
-    # A second replica with the same Secret serves the same certificate and writes nothing.
+    # A second replica with the same Secret serves the same certificate, and replaces it
+    # only when its renewal is due: with 15 s certificates that can fall within the
+    # twin's start on a loaded machine (a fresh clone's run saw it), and then either
+    # replica may renew; one wins the write, the other takes its certificate.
     twin = make_webhook_operator(
         f"--namespace={tls_namespace}", "--webhook-cert-validity=15s",
         f"--webhook-cert-secret={op.secret}", f"--webhook-namespace-label={WEBHOOK_LABEL}=none",
@@ -126,7 +129,8 @@ def test_rotation_drops_no_admission_and_replicas_share_one_secret(
     )  # fmt: skip
     op_serial = wait_for(lambda: serials(op)[-1] if serials(op) else None)
     assert serials(twin)[0] in {op_serial, *serials(op)}
-    assert "Wrote a new webhook serving certificate" not in twin.log()
+    writes = [line for line in twin.log().splitlines() if "Wrote a new webhook serving" in line]
+    assert all("renewal due" in line for line in writes), writes
 
 
 def test_a_bad_certificate_in_the_secret_is_reported_and_replaced(
