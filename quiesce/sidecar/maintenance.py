@@ -111,6 +111,24 @@ async def remove_catalog(
     return kept
 
 
+async def keep_out(consul: ConsulBackend, *, tl: Timeline, interval: float, budget: float) -> None:
+    """After a deregistration, until cancelled: an instance registered again is removed again.
+
+    An app that re-registers (a heartbeat, ``replace-existing-checks``) until its own
+    SIGTERM would otherwise put a pod that is going away back into Consul.
+    """
+    while True:
+        await asyncio.sleep(interval)
+        report = await consul.deregister(time.monotonic() + budget)
+        if report.deregistered:
+            again = tl.summary.get("removed_again", 0) + len(report.deregistered)
+            tl.summary["removed_again"] = again
+            log.info(
+                "The app registered %s again after deregistration: removed again.",
+                ", ".join(i.service_id for i in report.deregistered),
+            )
+
+
 class Keeper:
     """Holds the maintenance of one restart until the app is back, then lifts it."""
 

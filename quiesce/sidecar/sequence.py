@@ -115,12 +115,17 @@ class Sidecar:
 
     async def close(self) -> None:
         await self.sampler.close()
+        # a last sweep after a deregistration: the app may have registered again as it stopped
+        sweep = any(t.get_name() == "quiesce-keep-out" for t in self._background)
         for task in (self._task, self._keeper, *self._background):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         if self.consul is not None:
+            if sweep:
+                with contextlib.suppress(Exception):
+                    await self.consul.deregister(time.monotonic() + 1.0)
             await self.consul.close()
         if self.kube is not None:
             await self.kube.close()
@@ -199,6 +204,9 @@ class Sidecar:
                 deadline = self._shortened_for_pod(tl, deadline, facts, kind)
                 if kind.deregisters:
                     self._final = True
+                    if self.consul is not None and instances:
+                        out = maintenance.keep_out(self.consul, tl=tl, interval=0.5, budget=1.0)
+                        self._spawn(out, "quiesce-keep-out")
                 elif self.consul is not None and facts is not None:
                     self._keep(tl, held, facts)
                 await self._converge(
