@@ -157,9 +157,9 @@ class Sidecar:
             self.metrics.sequences.labels(trigger=source).inc()
             number = self.timeline.number + 1 if self.timeline is not None else 1
             log.info(
-                "Shutdown sequence %d started by %s.",
-                number,
+                "Shutdown sequence started by %s (sequence %d).",
                 source,
+                number,
                 extra={"trigger": source, "sequence": number},
             )
             # the timeline exists before the task runs, so calls in the same tick can join it
@@ -237,11 +237,11 @@ class Sidecar:
             total = (tl.ended or time.monotonic()) - tl.origin
             self.metrics.phase_duration.labels(phase="total").observe(total)
             log.info(
-                "Shutdown sequence %d (%s) finished in %.2f s with %d errors.",
-                tl.number,
-                tl.classification.get("kind", "unknown"),
+                "Shutdown sequence finished in %.2f s with %d errors (sequence %d, %s).",
                 total,
                 len(tl.errors),
+                tl.number,
+                tl.classification.get("kind", "unknown"),
                 extra={"duration": round(total, 3), "errors": len(tl.errors)},
             )
         return tl
@@ -261,7 +261,7 @@ class Sidecar:
         kind = kinds.classify(facts, error=why)
         tl.classification = kind.as_json()
         log.info(
-            "This kill is a %s: %s%s.",
+            "This kill is of kind %s: %s%s.",
             kind.kind,
             kind.reason,
             "" if kind.deregisters else "; Consul maintenance only, lifted once the app is back",
