@@ -216,6 +216,17 @@ def _derive(*, fixed: int, cmax: int, margin: int, template_grace: int | None) -
     return Budget(cmax, margin, seconds, source, tuple(notes))
 
 
+def probe_grace_notes(probe_grace: int | None, grace: int) -> list[str]:
+    """Say when a probe's own grace, not the plan's, bounds a kill by that probe."""
+    if probe_grace is None or probe_grace >= grace:
+        return []
+    return [
+        f"a liveness or startup probe's terminationGracePeriodSeconds {probe_grace} is "
+        f"shorter than the grace {grace}: a kill by that probe leaves the sequence "
+        f"{probe_grace} s"
+    ]
+
+
 def _shown(annotations: Mapping[str, Any], key: str, ns: int) -> str:
     """The annotation as written, or the default that was used."""
     value = annotations.get(key)

@@ -151,6 +151,7 @@ class _Reader:
         port = self._port(spec)
         long_lived = self._long_lived_ports(spec, targets)
         probe_ports = tuple(sorted({p for name in targets for p in spec.probe_ports(name)}))
+        probe_grace = spec.probe_grace(targets)
         facts = podspec.read_hooks(
             spec, targets, exec_replace=exec_replace, errors=self.errors, notes=self.notes
         )
@@ -159,6 +160,7 @@ class _Reader:
             raise PlanError(self.errors)
         sleep_ns, kept_hook = facts
         fitted = self._fit(phases, grace=grace, sleep_ns=sleep_ns, kept_hook=kept_hook, spec=spec)
+        self.notes.extend(budget.probe_grace_notes(probe_grace, fitted.grace_seconds))
         if signal is not None and signal == 15:
             self.notes.append(
                 "the sidecar sends SIGTERM itself; leaving quiesce.dev/signal out "
@@ -190,6 +192,7 @@ class _Reader:
             sidecar_mode=mode,
             auto_upgrade=auto_upgrade,
             epsilon=d.epsilon,
+            probe_grace_seconds=probe_grace,
             notes=tuple(self.notes),
         )
 

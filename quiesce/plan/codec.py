@@ -26,6 +26,9 @@ def to_dict(plan: ShutdownPlan) -> dict[str, Any]:
     data["consul_services"] = list(plan.consul_services)
     data["long_lived_ports"] = list(plan.long_lived_ports)
     data["probe_ports"] = list(plan.probe_ports)
+    for name in _OPTIONAL_FIELDS:
+        if data[name] is None:
+            del data[name]  # absent rather than null: plans without it keep their hash
     if plan.kept_hook is not None:
         data["kept_hook"]["headers"] = [
             {"name": name, "value": value} for name, value in plan.kept_hook.headers
@@ -57,6 +60,8 @@ def plan_hash(plan: ShutdownPlan) -> str:
 
 def from_dict(data: Any) -> ShutdownPlan:
     """Strictly typed reading of a serialised plan; every mismatch is a PlanFormatError."""
+    if isinstance(data, dict):
+        data = {**dict.fromkeys(_OPTIONAL_FIELDS), **data}  # absent means None
     fields = _check_shape(data)
     errors = _type_errors(data)
     hook = _read_kept_hook(data["kept_hook"], errors)
@@ -79,6 +84,9 @@ def from_dict(data: Any) -> ShutdownPlan:
             "plan", "", "a plan whose budget adds up to its grace", str(exc)
         ) from None
 
+
+#: Fields left out of the JSON when None (added after format 1; absent means None).
+_OPTIONAL_FIELDS: Final = ("probe_grace_seconds",)
 
 _FLOAT_FIELDS: Final = (
     "deregister_timeout",
@@ -149,7 +157,7 @@ def _type_errors(data: dict[str, Any]) -> list[FieldError]:
     for name in ("grace_period_seconds", "port"):
         if not _integer(data[name]):
             bad(name, "an integer")
-    for name in ("signal", "template_grace"):
+    for name in ("signal", "template_grace", "probe_grace_seconds"):
         if data[name] is not None and not _integer(data[name]):
             bad(name, "an integer or null")
     if data["shutdown_url"] is not None and not isinstance(data["shutdown_url"], str):

@@ -255,6 +255,11 @@ class ShutdownPlan:
     """May a new quiesce release move this workload to its sidecar image?"""
     epsilon: float
     """Accepted miss probability of the adaptive quiet window: ``ln(1/epsilon)/rate``."""
+    probe_grace_seconds: int | None = None
+    """The shortest ``terminationGracePeriodSeconds`` of the targets' liveness and startup
+    probes, or None. A kill by such a probe gets that grace, not the pod's, so the
+    sidecar's deadline for a container kill that is not a deletion is at most this.
+    Left out of the JSON when None, so plans without it keep their hash."""
     notes: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 
     def __post_init__(self) -> None:

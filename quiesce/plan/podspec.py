@@ -10,6 +10,7 @@ by the sidecar, anything else is replaced or refused by :mod:`quiesce.plan.build
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -117,6 +118,29 @@ class Spec:
                     if port is not None:
                         found.add(port)
         return found
+
+    def probe_grace(self, targets: Sequence[str]) -> int | None:
+        """The shortest ``terminationGracePeriodSeconds`` of the targets' liveness and
+        startup probes (the kubelet uses it instead of the pod's when that probe kills)."""
+        found: list[int] = []
+        for name, kind in itertools.product(targets, ("livenessProbe", "startupProbe")):
+            c = self.container(name)
+            probe = c.get(kind)
+            if not isinstance(probe, Mapping):
+                continue
+            value = probe.get("terminationGracePeriodSeconds")
+            if value is None:
+                continue
+            if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= _MAX_GRACE:
+                found.append(value)
+            else:
+                self._fail(
+                    f"spec.containers[{name}].{kind}.terminationGracePeriodSeconds",
+                    value,
+                    "a positive integer",
+                    "is not a number of seconds",
+                )
+        return min(found) if found else None
 
     def prestop(self, name: str) -> Mapping[str, Any] | None:
         lifecycle = self.container(name).get("lifecycle")

@@ -5,7 +5,12 @@ instance served a request), sleeps ``?delay=<ms>`` first when asked (slow
 requests in flight), and on SIGTERM stops accepting, finishes what is in
 flight and exits, as a graceful app does. With ``--consul`` it registers
 itself (HTTP check, ``DeregisterCriticalServiceAfter``) once it listens and
-deregisters itself on SIGTERM, as Spring Cloud Consul does.
+deregisters itself on SIGTERM, as Spring Cloud Consul does. Two variants show
+what the sidecar does about Consul itself: ``--keep-registration`` never
+deregisters (registers at start only, as many apps do), and
+``--reregister-every S`` also registers again every S seconds with
+``replace-existing-checks`` (a heartbeat re-registration, which drops a
+maintenance check the sidecar set).
 Run as ``python -m quiesce.rig.testapp``.
 """
 
@@ -136,32 +141,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--consul", help="Consul agent address host:port to register with")
     parser.add_argument("--service", default="web", help="Consul service name")
     parser.add_argument("--address", help="address to register (the pod IP)")
+    parser.add_argument(
+        "--keep-registration", action="store_true", help="never deregister on SIGTERM"
+    )
+    parser.add_argument(
+        "--reregister-every",
+        type=float,
+        default=0.0,
+        help="seconds between re-registrations with replace-existing-checks (0: never)",
+    )
+    parser.add_argument(
+        "--critical-after", default="10s", help="the check's DeregisterCriticalServiceAfter"
+    )
     args = parser.parse_args(argv)
 
     server = AppServer((args.bind, args.port), args.name)
     service_id = f"{args.service}-{args.name}"
     if args.consul:
         address = args.address or args.bind
-        _consul(
-            args.consul,
-            "PUT",
-            "/v1/agent/service/register",
-            {
-                "ID": service_id,
-                "Name": args.service,
-                "Address": address,
-                "Port": args.port,
-                "Meta": {"pod-name": args.name},
-                "Check": {
-                    "HTTP": f"http://{address}:{args.port}/",
-                    "Interval": "1s",
-                    "DeregisterCriticalServiceAfter": "10s",
-                },
+        registration = {
+            "ID": service_id,
+            "Name": args.service,
+            "Address": address,
+            "Port": args.port,
+            "Meta": {"pod-name": args.name},
+            "Check": {
+                "HTTP": f"http://{address}:{args.port}/",
+                "Interval": "1s",
+                "DeregisterCriticalServiceAfter": args.critical_after,
             },
-        )
+        }
+        _consul(args.consul, "PUT", "/v1/agent/service/register", registration)
+        if args.reregister_every > 0:
+
+            def heartbeat() -> None:
+                while not server.stopping:
+                    time.sleep(args.reregister_every)
+                    with contextlib.suppress(OSError):
+                        _consul(
+                            args.consul,
+                            "PUT",
+                            "/v1/agent/service/register?replace-existing-checks=true",
+                            registration,
+                        )
+
+            threading.Thread(target=heartbeat, daemon=True).start()
 
     def on_sigterm(*_: object) -> None:
-        if args.consul:
+        if args.consul and not args.keep_registration:
             try:
                 _consul(args.consul, "PUT", f"/v1/agent/service/deregister/{service_id}")
             except OSError as exc:

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Via = Literal["agent", "catalog"]
 MAINTENANCE_REASON = "quiesce: pod is terminating"
+_CHECK_KEYS = ("CheckID", "Name", "Status", "Notes", "Output", "ServiceID")
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,41 +348,103 @@ class ConsulBackend:
         except ConsulUnavailable as exc:
             report.failures.append({"call": "find", "error": str(exc)})
             return report
-        c = self._consul()
         for inst in report.found:
-            try:
-                if inst.via == "agent":
-                    await self._call(
-                        f"agent/service/maintenance/{inst.service_id}",
-                        lambda i=inst: c.agent.service.maintenance(  # type: ignore[misc]
-                            i.service_id, True, MAINTENANCE_REASON
-                        ),
-                        until=until,
-                    )
-                    await self._call(
-                        f"agent/service/deregister/{inst.service_id}",
-                        lambda i=inst: c.agent.service.deregister(i.service_id),  # type: ignore[misc]
-                        until=until,
-                    )
-                else:
-                    await self._call(
-                        f"catalog/deregister/{inst.node}/{inst.service_id}",
-                        lambda i=inst: self._catalog_deregister(i),  # type: ignore[misc]
-                        until=until,
-                    )
-            except ConsulUnavailable as exc:
-                report.failures.append({"instance": inst.service_id, "error": str(exc)})
-                continue
-            report.deregistered.append(inst)
-            log.info(
-                "Deregistered Consul instance %s of %s on node %s via the %s API.",
-                inst.service_id,
-                inst.service,
-                inst.node,
-                inst.via,
-                extra={"service_id": inst.service_id, "node": inst.node, "via": inst.via},
-            )
+            if inst.via == "agent":
+                try:
+                    await self.maintenance(inst, True, until=until, reason=MAINTENANCE_REASON)
+                except ConsulUnavailable as exc:
+                    report.failures.append({"instance": inst.service_id, "error": str(exc)})
+                    continue
+            await self.remove(inst, until, report)
         return report
+
+    async def remove(self, inst: Instance, until: float, report: Report) -> bool:
+        """Deregister one instance through the API that owns it; a failure goes to ``report``."""
+        c = self._consul()
+        try:
+            if inst.via == "agent":
+                await self._call(
+                    f"agent/service/deregister/{inst.service_id}",
+                    lambda: c.agent.service.deregister(inst.service_id),
+                    until=until,
+                )
+            else:
+                await self._call(
+                    f"catalog/deregister/{inst.node}/{inst.service_id}",
+                    lambda: self._catalog_deregister(inst),
+                    until=until,
+                )
+        except ConsulUnavailable as exc:
+            report.failures.append({"instance": inst.service_id, "error": str(exc)})
+            return False
+        report.deregistered.append(inst)
+        log.info(
+            "Deregistered Consul instance %s of %s on node %s via the %s API.",
+            inst.service_id,
+            inst.service,
+            inst.node,
+            inst.via,
+            extra={"service_id": inst.service_id, "node": inst.node, "via": inst.via},
+        )
+        return True
+
+    async def maintenance(
+        self, inst: Instance, on: bool, *, until: float, reason: str = ""
+    ) -> None:
+        """Service maintenance on (with ``reason``) or off, for an agent instance; may raise
+        :class:`ConsulUnavailable`."""
+        c = self._consul()
+        await self._call(
+            f"agent/service/maintenance/{inst.service_id}",
+            lambda: c.agent.service.maintenance(inst.service_id, on, reason),
+            until=until,
+        )
+
+    async def agent_checks(self, until: float) -> dict[str, Any]:
+        """The agent's checks by ID (maintenance checks are ``_service_maintenance:<id>``)."""
+        c = self._consul()
+        checks: dict[str, Any] = await self._call("agent/checks", c.agent.checks, until=until)
+        return checks or {}
+
+    async def catalog_entry(self, inst: Instance, until: float) -> dict[str, Any] | None:
+        """The catalog registration of ``inst``, service and its checks, to register it again."""
+        c = self._consul()
+        _, entries = await self._call(
+            f"health/service/{inst.service}",
+            lambda: c.health.service(inst.service),
+            until=until,
+            attempts=3,
+        )
+        for e in entries or []:
+            node, svc = e.get("Node") or {}, e.get("Service") or {}
+            if node.get("Node") == inst.node and svc.get("ID") == inst.service_id:
+                keep = ("ID", "Service", "Tags", "Address", "Port", "Meta")
+                return {
+                    "Node": inst.node,
+                    "Address": node.get("Address", ""),
+                    "SkipNodeUpdate": True,
+                    "Service": {k: svc[k] for k in keep if k in svc},
+                    "Checks": [
+                        {k: ch[k] for k in _CHECK_KEYS if k in ch}
+                        for ch in e.get("Checks") or []
+                        if ch.get("ServiceID") == inst.service_id
+                    ],
+                }
+        return None
+
+    async def catalog_register(self, entry: dict[str, Any], until: float) -> None:
+        """``PUT /v1/catalog/register`` with the token in the header only (see above)."""
+        from consul.callback import CB
+
+        c = self._consul()
+        body = json.dumps(entry)
+        await self._call(
+            f"catalog/register/{entry.get('Node')}",
+            lambda: c.http.put(
+                CB.boolean(), "/v1/catalog/register", headers=c.prepare_headers(), data=body
+            ),
+            until=until,
+        )
 
     async def still_listed(self, instances: Iterable[Instance], until: float) -> list[Instance]:
         """Which instances health-filtered queries (DNS, ``?passing``) still return."""

@@ -1,18 +1,20 @@
 """The sequence's one deadline: where it comes from, and when it gets shorter.
 
 Measured from the sequence's start: the plan's grace period minus its margin,
-until the pod has been read; then the pod's own ``deletionGracePeriodSeconds``
-(an eviction or ``kubectl delete --grace-period`` shortens it) when that is
-shorter. The pod is read while deregistration already runs on the plan's
-deadline, so leaving Consul never waits for the API server. Every phase gets
-the deadline and none may pass it.
+until the pod has been read; then the shortest budget that applies, when shorter:
+the pod's own ``deletionGracePeriodSeconds`` (an eviction or ``kubectl delete
+--grace-period`` shortens it), and for a container kill that is not a deletion
+a liveness or startup probe's own ``terminationGracePeriodSeconds``. The pod
+is read while Consul maintenance already goes on under the plan's deadline, so
+leaving Consul's answers never waits for the API server. Every phase gets the
+deadline and none may pass it.
 """
 
 from __future__ import annotations
 
 import time
 
-from quiesce.sidecar import phases
+from quiesce.sidecar import phases, trigger
 from quiesce.sidecar.kubeapi import KubeClient, KubeError, PodFacts, read_pod
 from quiesce.sidecar.status import Timeline
 
@@ -35,21 +37,24 @@ def shortened_for_pod(
     pod_grace: int | None,
     grace_period_seconds: int,
     margin: float,
+    kind: trigger.Kind = "deletion",
+    probe_grace: int | None = None,
 ) -> float:
-    """The pod's deadline when its ``deletionGracePeriodSeconds`` is shorter, else ``deadline``."""
-    if pod_grace is None or pod_grace >= float(grace_period_seconds):
+    """The deadline of the shortest budget that applies (:func:`trigger.deadline_seconds`):
+    the pod's ``deletionGracePeriodSeconds``, or for a kill that is not a deletion a
+    probe's own grace, when shorter than the plan's; else ``deadline``."""
+    seconds, source = trigger.deadline_seconds(
+        kind, plan_grace=grace_period_seconds, pod_grace=pod_grace, probe_grace=probe_grace
+    )
+    if source == "plan":
         return deadline
-    deadline = tl.origin + max(0.0, pod_grace - margin)
+    deadline = tl.origin + max(0.0, seconds - margin)
     tl.deadline = deadline
-    tl.grace = {
-        "seconds": float(pod_grace),
-        "source": "deletionGracePeriodSeconds",
-        "margin": margin,
-    }
+    tl.grace = {"seconds": float(seconds), "source": source, "margin": margin}
     log.info(
-        "The pod's deletionGracePeriodSeconds %d s is shorter than the plan's "
-        "%d s: deadline in %.1f s.",
-        pod_grace,
+        "The %s, %d s, is shorter than the plan's %d s: deadline in %.1f s.",
+        source,
+        seconds,
         grace_period_seconds,
         deadline - time.monotonic(),
     )

@@ -1,8 +1,10 @@
 """A minimal API-server client: aiohttp and the pod's service-account token.
 
 The sidecar never imports the kubernetes client (40 MB budget, and a lean
-import-linter contract). It needs three reads: its own pod (the deletion grace
-period, the app containers' IDs) and the EndpointSlices of its namespace.
+import-linter contract). It needs a few reads: its own pod (whether it is being
+deleted or will never run again, the deletion grace period, the app containers'
+IDs and readiness; ``get`` only, polled, never watched) and the EndpointSlices
+of its namespace.
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ from typing import Any
 
 import aiohttp
 
+from quiesce.plan import model
 from quiesce.sidecar.settings import KubeSettings
 
 log = logging.getLogger(__name__)
+
+SIDECAR_CONTAINER = model.SIDECAR_NAME
+"""The sidecar's own container: never one of the app's."""
 
 
 class KubeError(Exception):
@@ -106,26 +112,62 @@ class KubeClient:
 
 
 @dataclass(frozen=True)
+class ContainerFacts:
+    """One regular container's status, as the kubelet last reported it."""
+
+    container_id: str = ""
+    running: bool = False
+    ready: bool = False
+
+
+@dataclass(frozen=True)
 class PodFacts:
     """What the sidecar reads from its own pod object."""
 
     deletion_grace_period: int | None = None
     container_ids: dict[str, str] = field(default_factory=dict)
     """Regular containers' IDs by name (``containerd://`` prefix stripped)."""
+    deleting: bool = False
+    """``metadata.deletionTimestamp`` is set: the pod is being deleted."""
+    phase: str = ""
+    disruption: str | None = None
+    """The reason of a true ``DisruptionTarget`` condition (the pod will not run again)."""
+    containers: dict[str, ContainerFacts] = field(default_factory=dict)
+    sidecar_restarts: int = 0
+    """How often the kubelet restarted the sidecar (native or regular): a crash to recover from."""
 
 
 def pod_facts(pod: dict[str, Any]) -> PodFacts:
     meta = pod.get("metadata") or {}
     status = pod.get("status") or {}
     ids = {}
+    containers = {}
     for cs in status.get("containerStatuses") or []:
-        cid = cs.get("containerID") or ""
+        cid = (cs.get("containerID") or "").split("://", 1)[-1]
         if cid:
-            ids[cs["name"]] = cid.split("://", 1)[-1]
+            ids[cs["name"]] = cid
+        containers[cs["name"]] = ContainerFacts(
+            container_id=cid,
+            running="running" in (cs.get("state") or {}),
+            ready=cs.get("ready") is True,
+        )
+    sidecar_restarts = 0
+    for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        if cs.get("name") == SIDECAR_CONTAINER:
+            sidecar_restarts = int(cs.get("restartCount") or 0)
+    disruption = None
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "DisruptionTarget" and cond.get("status") == "True":
+            disruption = str(cond.get("reason") or "DisruptionTarget")
     grace = meta.get("deletionGracePeriodSeconds")
     return PodFacts(
         deletion_grace_period=int(grace) if grace is not None else None,
         container_ids=ids,
+        deleting=bool(meta.get("deletionTimestamp")),
+        phase=str(status.get("phase") or ""),
+        disruption=disruption,
+        containers=containers,
+        sidecar_restarts=sidecar_restarts,
     )
 
 

@@ -1,12 +1,18 @@
-"""The one shutdown sequence: deregister, converge, (kept hook), signal, drain.
+"""The shutdown sequence: leave Consul, converge, (kept hook), signal, drain; once per kill.
 
-There is exactly one sequence per sidecar. The first trigger starts it
-(``/prestop`` from the kubelet, or the sidecar's own SIGTERM: as a regular
-container both arrive at about the same moment and either may be first);
-every later trigger joins it and sees the same result. Everything lives
-inside one deadline, measured from the sequence's start: the shorter of the
-plan's grace period and the pod's own ``deletionGracePeriodSeconds``, minus the
-plan's margin. No wait or retry may pass it.
+The kubelet runs the app's preStop on every kill of the app container, so a
+sequence runs per kill. A trigger (``/prestop`` from the kubelet, or the
+sidecar's own SIGTERM: as a regular container both arrive at about the same
+moment) starts a sequence, or joins the one running. Each is classified from
+the pod (:mod:`quiesce.sidecar.trigger`): a pod that will not run again is
+deregistered, and every later trigger joins that sequence; a container kill
+that is not a deletion only puts Consul maintenance on, which a
+:class:`~quiesce.sidecar.maintenance.Keeper` lifts once the app is back, and
+the next trigger starts a new sequence (re-armed). Everything lives inside
+one deadline, measured from the sequence's start: the shortest budget that
+applies (the plan's grace, the pod's ``deletionGracePeriodSeconds``, a probe's
+own grace for a kill that is not a deletion), minus the plan's margin. No wait
+or retry may pass it.
 
 The phases live in :mod:`quiesce.sidecar.phases`; the traffic sampler, which
 runs for the sidecar's whole life, in :mod:`quiesce.sidecar.sampler`. This
@@ -20,14 +26,16 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
 from quiesce import hookurl
-from quiesce.sidecar import deadlines
+from quiesce.sidecar import deadlines, maintenance
+from quiesce.sidecar import trigger as kinds
 from quiesce.sidecar.consul_backend import ConsulBackend, Instance, PodIdentity
 from quiesce.sidecar.endpointslices import EndpointSliceCheck
-from quiesce.sidecar.kubeapi import KubeClient, KubeError, PodFacts
+from quiesce.sidecar.kubeapi import KubeClient, KubeError, PodFacts, read_pod
 from quiesce.sidecar.metrics import Metrics
 from quiesce.sidecar.phases import converge, deregister, drain, stop
 from quiesce.sidecar.quiet import (
@@ -39,7 +47,7 @@ from quiesce.sidecar.quiet import (
 )
 from quiesce.sidecar.sampler import Sampler
 from quiesce.sidecar.settings import Settings
-from quiesce.sidecar.status import JOINS_KEPT, Outcome, Timeline
+from quiesce.sidecar.status import HISTORY_KEPT, JOINS_KEPT, Outcome, Timeline
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -84,7 +92,14 @@ class Sidecar:
             )
         self.kube: KubeClient | None = None
         self.timeline: Timeline | None = None
+        self.history: deque[Timeline] = deque(maxlen=HISTORY_KEPT)
+        """The latest sequences, the running one last (``/status``)."""
+        self.recovered: list[dict[str, Any]] = []
+        """What a restarted sidecar lifted that an earlier one left behind."""
         self._task: asyncio.Task[Timeline] | None = None
+        self._final = False  # a sequence found that the pod will not run again
+        self._keeper: asyncio.Task[str] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -95,14 +110,22 @@ class Sidecar:
             except KubeError as exc:
                 log.warning("No API server client: %s", exc)
         await self.sampler.start()
+        if self.kube is not None and self.consul is not None:
+            self._spawn(self._recover(), "quiesce-recover")
 
     async def close(self) -> None:
         await self.sampler.close()
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        # a last sweep after a deregistration: the app may have registered again as it stopped
+        sweep = any(t.get_name() == "quiesce-keep-out" for t in self._background)
+        for task in (self._task, self._keeper, *self._background):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         if self.consul is not None:
+            if sweep:
+                with contextlib.suppress(Exception):
+                    await self.consul.deregister(time.monotonic() + 1.0)
             await self.consul.close()
         if self.kube is not None:
             await self.kube.close()
@@ -118,16 +141,31 @@ class Sidecar:
         return self.sampler.error
 
     @property
+    def final(self) -> bool:
+        """A sequence found that the pod will not run again: later triggers join it."""
+        return self._final
+
+    @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
     def trigger(self, source: str) -> asyncio.Task[Timeline]:
-        """Start the sequence, or join the one already started (or finished)."""
-        if self._task is None:
+        """Start a sequence, or join the running one (or the finished one of a final kill)."""
+        if self._task is None or (self._task.done() and not self._final):
+            if self._keeper is not None and not self._keeper.done():
+                self._keeper.cancel()  # the new sequence takes the maintenance over
             self.metrics.sequences.labels(trigger=source).inc()
-            log.info("Shutdown sequence started by %s.", source, extra={"trigger": source})
+            number = self.timeline.number + 1 if self.timeline is not None else 1
+            log.info(
+                "Shutdown sequence started by %s (sequence %d).",
+                source,
+                number,
+                extra={"trigger": source, "sequence": number},
+            )
             # the timeline exists before the task runs, so calls in the same tick can join it
             self.timeline = Timeline(trigger=source)
+            self.timeline.number = number
+            self.history.append(self.timeline)
             self._task = asyncio.create_task(self._run(self.timeline), name="quiesce-sequence")
         else:
             joins = self.timeline.join(source) if self.timeline is not None else 0
@@ -148,8 +186,9 @@ class Sidecar:
 
     async def _run(self, tl: Timeline) -> Timeline:
         try:
-            # the pod (its own grace) is read while deregistration runs on the plan's deadline
+            # the pod (its grace, the kind of kill) is read while Consul maintenance goes on
             facts_task = asyncio.create_task(self._read_pod(tl), name="quiesce-pod")
+            classified = asyncio.create_task(self._classify(tl, facts_task), name="quiesce-kind")
             deadline = deadlines.from_plan(
                 tl, grace_period_seconds=self.plan.grace_period_seconds, margin=self.plan.margin
             )
@@ -158,10 +197,18 @@ class Sidecar:
             self.sampler.track(tracker)  # sample fast from now on
             es = self._endpointslice_check()
             es_task = asyncio.create_task(es.run(deadline), name="quiesce-endpointslices")
+            held = maintenance.Held()
             try:
-                instances = await self._deregister(tl, deadline)
+                kind, instances = await self._deregister(tl, deadline, classified, held)
                 facts = await facts_task
-                deadline = self._shortened_for_pod(tl, deadline, facts)
+                deadline = self._shortened_for_pod(tl, deadline, facts, kind)
+                if kind.deregisters:
+                    self._final = True
+                    if self.consul is not None and instances:
+                        out = maintenance.keep_out(self.consul, tl=tl, interval=0.5, budget=1.0)
+                        self._spawn(out, "quiesce-keep-out")
+                elif self.consul is not None and facts is not None:
+                    self._keep(tl, held, facts)
                 await self._converge(
                     tl,
                     deadline,
@@ -172,7 +219,7 @@ class Sidecar:
                     rate=rate,
                 )
             finally:
-                for task in (es_task, facts_task):
+                for task in (es_task, facts_task, classified):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
@@ -190,9 +237,11 @@ class Sidecar:
             total = (tl.ended or time.monotonic()) - tl.origin
             self.metrics.phase_duration.labels(phase="total").observe(total)
             log.info(
-                "Shutdown sequence finished in %.2f s with %d errors.",
+                "Shutdown sequence finished in %.2f s with %d errors (sequence %d, %s).",
                 total,
                 len(tl.errors),
+                tl.number,
+                tl.classification.get("kind", "unknown"),
                 extra={"duration": round(total, 3), "errors": len(tl.errors)},
             )
         return tl
@@ -204,23 +253,128 @@ class Sidecar:
             tl, kube=self.kube, namespace=self.settings.pod_namespace, name=self.settings.pod_name
         )
 
-    def _shortened_for_pod(self, tl: Timeline, deadline: float, facts: PodFacts | None) -> float:
+    async def _classify(
+        self, tl: Timeline, facts_task: asyncio.Task[PodFacts | None]
+    ) -> kinds.Classification:
+        facts = await facts_task
+        why = "no API server client" if self.kube is None else None
+        kind = kinds.classify(facts, error=why)
+        tl.classification = kind.as_json()
+        log.info(
+            "This kill is of kind %s: %s%s.",
+            kind.kind,
+            kind.reason,
+            "" if kind.deregisters else "; Consul maintenance only, lifted once the app is back",
+            extra={"kind": kind.kind},
+        )
+        return kind
+
+    def _shortened_for_pod(
+        self, tl: Timeline, deadline: float, facts: PodFacts | None, kind: kinds.Classification
+    ) -> float:
         return deadlines.shortened_for_pod(
             tl,
             deadline,
             pod_grace=facts.deletion_grace_period if facts else None,
             grace_period_seconds=self.plan.grace_period_seconds,
             margin=self.plan.margin,
+            kind=kind.kind,
+            probe_grace=self.plan.probe_grace_seconds,
         )
 
-    def _deregister(self, tl: Timeline, deadline: float) -> Coroutine[Any, Any, list[Instance]]:
+    def _deregister(
+        self,
+        tl: Timeline,
+        deadline: float,
+        classified: Awaitable[kinds.Classification],
+        held: maintenance.Held,
+    ) -> Coroutine[Any, Any, tuple[kinds.Classification, list[Instance]]]:
         return deregister.leave_consul(
             tl,
             deadline=deadline,
             consul=self.consul,
             timeout=self.plan.deregister_timeout,
             metrics=self.metrics,
+            classified=classified,
+            uid=self.settings.pod_uid,
+            held=held,
         )
+
+    # --- after a restart: hold maintenance, lift it, re-arm ------------------------
+
+    async def pod_now(self) -> PodFacts | None:
+        """The pod as the API server has it now, or None (no client, or unreachable)."""
+        if self.kube is None:
+            return None
+        try:
+            return await read_pod(
+                self.kube,
+                namespace=self.settings.pod_namespace,
+                name=self.settings.pod_name,
+                timeout=self.settings.kube.timeout,
+            )
+        except KubeError as exc:
+            log.debug("Could not read the pod: %s", exc)
+            return None
+
+    def _keeper_for(
+        self, tl: Timeline | None, held: maintenance.Held, before: dict[str, str]
+    ) -> maintenance.Keeper:
+        assert self.consul is not None
+        return maintenance.Keeper(
+            consul=self.consul,
+            read_pod=self.pod_now,
+            tl=tl,
+            held=held,
+            before=before,
+            targets=tuple(self.plan.containers),
+            uid=self.settings.pod_uid,
+            poll_interval=max(self.settings.poll_interval, 0.5),
+            call_budget=max(self.plan.deregister_timeout, 1.0),
+            on_final=lambda _facts: self._deregister_after(tl),
+        )
+
+    def _keep(self, tl: Timeline, held: maintenance.Held, facts: PodFacts) -> None:
+        """Hold this restart's maintenance until the app is back, then lift it."""
+        keeper = self._keeper_for(tl, held, dict(facts.container_ids))
+        self._keeper = asyncio.create_task(keeper.run(), name="quiesce-keeper")
+
+    async def _deregister_after(self, tl: Timeline | None) -> None:
+        """The pod will not run again after all: deregister, never leave it in maintenance."""
+        self._final = True
+        assert self.consul is not None
+        report = await self.consul.deregister(time.monotonic() + self.plan.deregister_timeout)
+        log.info(
+            "The pod is being deleted or will not run again: %d Consul instances deregistered.",
+            len(report.deregistered),
+        )
+        if tl is not None:
+            tl.classification = {**tl.classification, "became": "deletion"}
+            tl.summary["instances"] = [i.as_json() for i in report.deregistered]
+            for failure in report.failures:
+                tl.error("deregister", failure.get("error", ""), **failure)
+
+    async def _recover(self) -> None:
+        """A restarted sidecar lifts the maintenance a crashed one left on this pod."""
+        facts = await self.pod_now()
+        if facts is None or facts.sidecar_restarts == 0 or self.consul is None:
+            return  # the first start imports no py-consul: the idle RSS budget
+        try:
+            checks = await self.consul.agent_checks(time.monotonic() + 10)
+        except Exception as exc:
+            log.warning("Could not look for maintenance left behind: %s", exc)
+            return
+        if not any(maintenance.is_ours(c, self.settings.pod_uid) for c in checks.values()):
+            return
+        log.info("Maintenance left behind by an earlier sidecar: lifted once the app is ready.")
+        keeper = self._keeper_for(None, maintenance.Held(), {})
+        keeper.undid = self.recovered
+        self._keeper = asyncio.create_task(keeper.run(reassert=False), name="quiesce-keeper")
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _converge(
         self,

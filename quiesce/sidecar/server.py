@@ -28,7 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from quiesce import contract
-from quiesce.sidecar import limits, logs
+from quiesce.sidecar import limits, logs, ownsignal
 from quiesce.sidecar.metrics import Metrics
 from quiesce.sidecar.sequence import Sidecar
 from quiesce.sidecar.settings import Settings
@@ -147,6 +147,10 @@ async def status(request: web.Request) -> web.Response:
     sidecar = request.app[SIDECAR]
     timeline = sidecar.timeline
     body: dict[str, Any] = {"state": "idle"} if timeline is None else timeline.as_json()
+    # the sequences before this one, in order, briefly (bounded: HISTORY_KEPT)
+    body["history"] = [t.brief() for t in sidecar.history if t is not timeline]
+    if sidecar.recovered:
+        body["recovered"] = list(sidecar.recovered)
     body["inbound_rate"] = round(sidecar.estimator.rate(time.monotonic()), 3)
     if sidecar.sampling_error:
         body["sampling_error"] = sidecar.sampling_error
@@ -245,8 +249,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
             log.info("SIGTERM as a native sidecar: the app is gone, exiting.")
             stop.set()
             return
-        log.info("SIGTERM: running the shutdown sequence before exiting.")
-        task = sidecar.trigger("sigterm")
+        log.info("SIGTERM: exiting once the pod's shutdown allows it.")
+        task = asyncio.create_task(ownsignal.on_sigterm(sidecar), name="quiesce-sigterm")
         task.add_done_callback(lambda _t: stop.set())
 
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -1,4 +1,5 @@
-"""The JSON timeline of the last shutdown sequence, served at ``/status``.
+"""The JSON timeline of each shutdown sequence; ``/status`` serves the last one in full
+and a bounded history of the ones before it.
 
 One mutable record per sequence: each phase with its start, end (seconds since
 the sequence started, and wall-clock time), outcome and details; which check
@@ -19,6 +20,12 @@ Outcome = Literal["running", "ok", "failed", "skipped", "timeout"]
 #: Joins ``/status`` lists (the latest); beyond them it only counts. Every
 #: repeated ``/prestop`` joins, and 30,000 of them made a 1.1 MB ``/status``.
 JOINS_KEPT = 10
+
+#: Sequences ``/status`` summarises (the latest); a pod restarted a thousand times by its
+#: probe must not grow the sidecar.
+HISTORY_KEPT = 10
+#: Undo steps one timeline keeps (a re-assert per re-registration could be many).
+UNDID_KEPT = 20
 
 
 @dataclass
@@ -62,6 +69,11 @@ class Timeline:
         self.errors: list[dict[str, Any]] = []
         self.warnings: list[dict[str, Any]] = []
         self.summary: dict[str, Any] = {}
+        self.classification: dict[str, str] = {}
+        """The kind of kill (:mod:`quiesce.sidecar.trigger`) and why."""
+        self.undid: deque[dict[str, Any]] = deque(maxlen=UNDID_KEPT)
+        """What was undone after a restart (maintenance lifted, entries registered again)."""
+        self.number = 0
 
     def begin(self, name: str, **detail: Any) -> Phase:
         phase = Phase(name=name, started=time.monotonic(), detail=dict(detail))
@@ -98,10 +110,33 @@ class Timeline:
                 return phase
         return None
 
+    @property
+    def outcome(self) -> str:
+        if self.state == "running":
+            return "running"
+        return "failed" if self.errors else "ok"
+
+    def brief(self) -> dict[str, Any]:
+        """One line of the history: trigger, kind, outcome and what was undone."""
+        return {
+            "sequence": self.number,
+            "trigger": self.trigger,
+            "kind": self.classification.get("kind"),
+            "outcome": self.outcome,
+            "started_at": _iso(self.wall_origin),
+            "duration": None if self.ended is None else round(self.ended - self.origin, 3),
+            "errors": len(self.errors),
+            "undid": list(self.undid),
+        }
+
     def as_json(self) -> dict[str, Any]:
         return {
             "state": self.state,
+            "sequence": self.number,
             "trigger": self.trigger,
+            "classification": self.classification,
+            "outcome": self.outcome,
+            "undid": list(self.undid),
             "started_at": _iso(self.wall_origin),
             "duration": None if self.ended is None else round(self.ended - self.origin, 3),
             "deadline": None if self.deadline is None else round(self.deadline - self.origin, 3),

@@ -49,3 +49,19 @@ async def test_without_an_api_server_the_pod_is_not_read() -> None:
     tl = Timeline(trigger="prestop")
     assert await deadlines.read_pod_facts(tl, kube=None, namespace="default", name="web-0") is None
     assert tl.warnings == []
+
+
+def test_a_probes_own_grace_shortens_only_a_kill_that_is_not_a_deletion() -> None:
+    for kind, source in (("restart", "probe terminationGracePeriodSeconds"), ("deletion", "plan")):
+        tl = Timeline(trigger="prestop")
+        deadline = deadlines.from_plan(tl, grace_period_seconds=30, margin=2.5)
+        deadlines.shortened_for_pod(
+            tl,
+            deadline,
+            pod_grace=None,
+            grace_period_seconds=30,
+            margin=2.5,
+            kind=kind,  # type: ignore[arg-type]
+            probe_grace=8,
+        )
+        assert tl.grace["source"] == source

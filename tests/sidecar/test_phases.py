@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 
+from quiesce.sidecar import trigger
 from quiesce.sidecar.endpointslices import EndpointSliceCheck
 from quiesce.sidecar.metrics import Metrics
 from quiesce.sidecar.phases import converge, deregister, drain, stop
@@ -38,10 +39,19 @@ def skipped_endpointslices() -> EndpointSliceCheck:
 
 async def test_without_a_consul_backend_deregistration_is_skipped_and_finds_nothing() -> None:
     tl = Timeline(trigger="prestop")
-    found = await deregister.leave_consul(
-        tl, deadline=tl.origin + 5, consul=None, timeout=2.0, metrics=Metrics()
+
+    async def unknown() -> trigger.Classification:
+        return trigger.classify(None)
+
+    kind, found = await deregister.leave_consul(
+        tl,
+        deadline=tl.origin + 5,
+        consul=None,
+        timeout=2.0,
+        metrics=Metrics(),
+        classified=unknown(),
     )
-    assert found == []
+    assert (kind.kind, found) == ("unknown", [])
     (only,) = tl.phases
     assert (only.name, only.outcome, only.detail["backend"]) == ("deregister", "skipped", "none")
 
