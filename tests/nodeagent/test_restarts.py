@@ -63,7 +63,13 @@ class RestartingPod:
     """One injected pod whose liveness probe fails while ``kill_flag`` exists."""
 
     def __init__(
-        self, cluster: Cluster, agent_rig: rig.Rig, *, app_args: list[str], native: bool
+        self,
+        cluster: Cluster,
+        agent_rig: rig.Rig,
+        *,
+        app_args: list[str],
+        native: bool,
+        restart_policy: str = "Always",
     ) -> None:
         assert agent_rig.consul is not None
         self.cluster = cluster
@@ -129,7 +135,7 @@ class RestartingPod:
             spec, self.plan, config, token=template.generate_token(), native=native
         )
         pod = cluster.pod_manifest(self.name, [])
-        pod["spec"] = injected.pod_spec
+        pod["spec"] = {**injected.pod_spec, "restartPolicy": restart_policy}
         cluster.apply(*sidecar_rbac(cluster.namespace), pod)
         ready = cluster.wait_ready(self.name, timeout=60)
         self.ip = ready["status"]["podIP"]
@@ -223,6 +229,66 @@ def test_a_pod_restarted_twice_by_liveness_is_back_in_consul_each_time_then_dele
     pod.cluster.wait_gone(pod.name, timeout=60)
     entries = pod.consul.request("GET", f"/v1/catalog/service/{pod.service}")
     assert [e["ServiceID"] for e in entries] == []
+
+
+def test_the_prestop_of_a_pod_in_phase_failed_deregisters_it_rather_than_maintenance(
+    cluster: Cluster, agent_rig: rig.Rig
+) -> None:
+    # restartPolicy Never: the killed app stays down, so whatever Consul holds afterwards
+    # is what the sidecar left (the app never deregisters, and it does not come back)
+    pod = RestartingPod(
+        cluster, agent_rig, app_args=["--keep-registration"], native=True, restart_policy="Never"
+    )
+    eventually(pod.serving, timeout=30, what="registered and passing")
+    # What the kubelet's status manager writes for a pod that will not run again; the
+    # node agent cannot evict, so the test writes it through the status subresource.
+    failed = {"status": {"phase": "Failed", "reason": "Evicted"}}
+    cluster.kubectl(
+        "patch", "pod", pod.name, "--subresource=status", "--type=merge", "-p", json.dumps(failed)
+    )
+    pod.kill_flag.touch()
+    status = eventually(
+        lambda: (s := pod.status_or_none()) is not None and s["state"] == "done" and s,
+        timeout=60,
+        what="the sequence done",
+    )
+    assert status["sequence"] == 1
+    assert status["classification"]["kind"] == "final", status["classification"]
+    first = status["phases"][0]
+    # maintenance goes on while the pod is read (DNS drops it at once), then the
+    # classification removes the instance, its maintenance check with it
+    assert first["name"] == "deregister", first
+    assert pod.service_id in [i["id"] for i in first["deregistered"]], first
+    assert status["undid"] == []
+
+    def gone_from_consul() -> dict[str, Any] | None:
+        if pod.restarts() != 0:
+            return None
+        entries = pod.consul.request("GET", f"/v1/catalog/service/{pod.service}")
+        checks = pod.consul.request("GET", "/v1/agent/checks")
+        state = {
+            "catalog": [e["ServiceID"] for e in entries],
+            "checks": [c for c in checks if pod.service_id in c],
+        }
+        return None if state["catalog"] or state["checks"] else state
+
+    eventually(gone_from_consul, timeout=30, what="no instance and no check left in Consul")
+    app_state = eventually(
+        lambda: next(
+            (
+                cs["state"].get("terminated")
+                for cs in (cluster.get("pod", pod.name) or {})["status"]["containerStatuses"]
+                if cs["name"] == "app"
+            ),
+            None,
+        ),
+        timeout=60,
+        what="the app stopped",
+    )
+    assert app_state["exitCode"] == 0, app_state  # on its signal, after the hook
+    # still nothing: the sidecar lifted no maintenance, and nothing registered again
+    assert gone_from_consul() is not None
+    assert pod.restarts() == 0
 
 
 def sidecar_pid(uid: str) -> int | None:
