@@ -337,3 +337,56 @@ def test_sigterm_to_a_regular_container_sidecar_of_a_pod_not_deleted_keeps_it_re
     pod.cluster.wait_gone(pod.name, timeout=60)
     entries = pod.consul.request("GET", f"/v1/catalog/service/{pod.service}")
     assert [e["ServiceID"] for e in entries] == []
+
+
+def test_a_sidecar_killed_mid_restart_sequence_is_restarted_and_the_app_back_in_service(
+    cluster: Cluster, agent_rig: rig.Rig
+) -> None:
+    pod = RestartingPod(cluster, agent_rig, app_args=["--keep-registration"], native=True)
+    eventually(pod.serving, timeout=30, what="registered and passing")
+    uid = (cluster.get("pod", pod.name) or {})["metadata"]["uid"]
+    pid = eventually(lambda: sidecar_pid(uid), timeout=10, what="the sidecar's process")
+    pod.kill_flag.touch()
+    try:
+        # mid-sequence: maintenance on, converging
+        eventually(
+            lambda: (
+                pod.in_consul()["maintenance"]
+                and (s := pod.status_or_none()) is not None
+                and s["state"] == "running"
+            ),
+            timeout=30,
+            what="sequence 1 running with maintenance on",
+        )
+        os.kill(pid, signal.SIGKILL)
+        # nobody lifts it until a sidecar runs again
+        left = pod.in_consul()
+    finally:
+        pod.kill_flag.unlink()
+    assert left["maintenance"], left
+
+    def container(name: str) -> dict[str, Any]:
+        got = cluster.get("pod", pod.name) or {}
+        statuses = got.get("status", {})
+        every = statuses.get("containerStatuses", []) + statuses.get("initContainerStatuses", [])
+        return next((cs for cs in every if cs["name"] == name), {})
+
+    # the kubelet's hook failed with the sidecar and it went on: the app was restarted,
+    # and so was the sidecar
+    eventually(lambda: pod.restarts() >= 1, timeout=60, what="the app restarted")
+    eventually(
+        lambda: container(template.SIDECAR_NAME).get("restartCount", 0) >= 1,
+        timeout=60,
+        what="the sidecar restarted",
+    )
+    cluster.wait_ready(pod.name, timeout=60)
+    # the new sidecar found the maintenance its predecessor left and lifted it
+    eventually(pod.serving, timeout=60, what="back in Consul, passing, no maintenance")
+    assert container("app").get("ready") is True
+    status = eventually(lambda: pod.status_or_none(), timeout=30, what="the new sidecar")
+    assert status["state"] == "idle", status
+
+    pod.cluster.delete(pod.name)
+    pod.cluster.wait_gone(pod.name, timeout=60)
+    entries = pod.consul.request("GET", f"/v1/catalog/service/{pod.service}")
+    assert [e["ServiceID"] for e in entries] == []
