@@ -240,12 +240,28 @@ def test_the_prestop_of_a_pod_in_phase_failed_deregisters_it_rather_than_mainten
         cluster, agent_rig, app_args=["--keep-registration"], native=True, restart_policy="Never"
     )
     eventually(pod.serving, timeout=30, what="registered and passing")
-    # What the kubelet's status manager writes for a pod that will not run again; the
-    # node agent cannot evict, so the test writes it through the status subresource.
-    failed = {"status": {"phase": "Failed", "reason": "Evicted"}}
+    # What the kubelet writes for a pod it evicts (phase Failed and a DisruptionTarget
+    # condition); the node agent cannot evict, so the test writes it through the status
+    # subresource. The node agent rewrites the phase on its next status write but keeps
+    # conditions it does not own, so the condition alone keeps the pod "final" (no race).
+    evicted = {
+        "status": {
+            "phase": "Failed",
+            "reason": "Evicted",
+            "conditions": [
+                {
+                    "type": "DisruptionTarget",
+                    "status": "True",
+                    "reason": "TerminationByKubelet",
+                    "message": "The node was low on resource: memory.",
+                }
+            ],
+        }
+    }
     cluster.kubectl(
-        "patch", "pod", pod.name, "--subresource=status", "--type=merge", "-p", json.dumps(failed)
-    )
+        "patch", "pod", pod.name, "--subresource=status", "--type=strategic",
+        "-p", json.dumps(evicted),
+    )  # fmt: skip
     pod.kill_flag.touch()
     status = eventually(
         lambda: (s := pod.status_or_none()) is not None and s["state"] == "done" and s,
