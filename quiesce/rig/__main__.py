@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "build":
             took = binaries.ensure_all()
             print("all rig binaries are built" + (f" (took {took})" if took else " (cached)"))
+            from quiesce.rig.realnode import product
+
+            image = product.quiesce_image()
+            print(f"the quiesce image is built: {image.name} ({image.archive})")
         elif args.cmd == "up":
             binaries.ensure_all()
             started = time.monotonic()
