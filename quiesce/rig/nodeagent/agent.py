@@ -214,6 +214,7 @@ class NodeAgent:
                 log.warning("pod %s: shutdown failed: %s", w.key, result)
         for ns in list(self.network.namespaces.values()):
             await asyncio.to_thread(ns.remove)
+        runtime.release_host()
         await self.api.close()
 
 

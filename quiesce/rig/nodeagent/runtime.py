@@ -452,6 +452,16 @@ def prepare_host() -> None:
     CGROUP_ROOT.mkdir(parents=True, exist_ok=True)
 
 
+def release_host() -> None:
+    """Remove the cgroup root once no pod of any node agent is left in it (the host as found).
+
+    Another rig's agent may still hold pods there: then it stays (rmdir of a non-empty
+    cgroup fails), and that agent removes it; a pod's cgroup is made with its parents.
+    """
+    with contextlib.suppress(OSError):
+        CGROUP_ROOT.rmdir()
+
+
 def mount_order(mounts: Sequence[Mount]) -> list[Mount]:
     """Parents before children (``/etc`` before ``/etc/app``), as the kubelet mounts.
 
