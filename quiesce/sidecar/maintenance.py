@@ -179,14 +179,18 @@ class Keeper:
                 await self.reassert()
             await asyncio.sleep(self.poll_interval)
 
+    async def _agent_state(self, until: float) -> tuple[dict[str, Any], list[Instance]]:
+        """The agent's checks and this pod's instances, read within one call budget."""
+        checks = await self.consul.agent_checks(until)
+        return checks, await self.consul.find(until, Report(backend="agent", address=""))
+
     async def reassert(self) -> None:
         """Maintenance on again where an app's re-registration dropped it."""
         if not self.held.agent:
             return
         until = time.monotonic() + self.call_budget
         try:
-            checks = await self.consul.agent_checks(until)
-            services = await self.consul.find(until, Report(backend="agent", address=""))
+            checks, services = await self._agent_state(until)
         except ConsulUnavailable as exc:
             log.warning("Could not re-assert Consul maintenance: %s", exc)
             return
@@ -211,8 +215,7 @@ class Keeper:
         """Maintenance off where its reason is this pod's; catalog entries registered again."""
         until = time.monotonic() + self.call_budget
         try:
-            checks = await self.consul.agent_checks(until)
-            found = await self.consul.find(until, Report(backend="agent", address=""))
+            checks, found = await self._agent_state(until)
         except ConsulUnavailable as exc:
             log.warning("Could not read Consul to lift maintenance: %s", exc)
             checks, found = {}, []
