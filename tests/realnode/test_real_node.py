@@ -39,6 +39,9 @@ VOLATILE = re.compile(
     r"net\.(ipv4|ipv6)\.(conf|neigh)\.(?!all\.|default\.))"
 )
 
+# The per-link trees under these; only their "all" and "default" are settings to compare.
+LINK_TREES = {f"net.{ip}.{tree}" for ip in ("ipv4", "ipv6") for tree in ("conf", "neigh")}
+
 POD = """
 apiVersion: v1
 kind: Pod
@@ -90,15 +93,24 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60.0) ->
 
 # --- what "the host as before" means -------------------------------------------
 def sysctls() -> dict[str, str]:
+    """Every kernel setting, read with os.walk: other rigs' links come and go meanwhile.
+
+    A directory that vanishes mid-walk (another test's veth deleted) is skipped,
+    and the per-link trees are not entered at all: they are VOLATILE.
+    """
     values = {}
-    for path in Path("/proc/sys").rglob("*"):
-        key = ".".join(path.relative_to("/proc/sys").parts)
-        if VOLATILE.match(key) or not path.is_file():
-            continue
-        try:
-            values[key] = path.read_text().strip()
-        except OSError:
-            continue
+    for top, dirs, files in os.walk("/proc/sys", onerror=lambda _: None):
+        prefix = ".".join(Path(top).relative_to("/proc/sys").parts)
+        if prefix in LINK_TREES:
+            dirs[:] = [d for d in dirs if d in ("all", "default")]
+        for name in files:
+            key = f"{prefix}.{name}" if prefix else name
+            if VOLATILE.match(key):
+                continue
+            try:
+                values[key] = Path(top, name).read_text().strip()
+            except OSError:
+                continue
     return values
 
 

@@ -120,15 +120,20 @@ def test_rotation_drops_no_admission_and_replicas_share_one_secret(
 
     # A second replica with the same Secret serves the same certificate, and replaces it
     # only when its renewal is due: with 15 s certificates that can fall within the
-    # twin's start on a loaded machine (a fresh clone's run saw it), and then either
-    # replica may renew; one wins the write, the other takes its certificate.
+    # twin's start on a loaded machine (fresh clones' runs saw it), and then either
+    # replica may renew; one wins the write, the other takes its certificate at its next
+    # check: so the twin's first certificate is one the first replica serves, or will.
     twin = make_webhook_operator(
         f"--namespace={tls_namespace}", "--webhook-cert-validity=15s",
         f"--webhook-cert-secret={op.secret}", f"--webhook-namespace-label={WEBHOOK_LABEL}=none",
         name="rotate-twin",
     )  # fmt: skip
-    op_serial = wait_for(lambda: serials(op)[-1] if serials(op) else None)
-    assert serials(twin)[0] in {op_serial, *serials(op)}
+    first = wait_for(lambda: serials(twin)[:1], what="the twin's first certificate")[0]
+    wait_for(
+        lambda: first in serials(op),
+        timeout=60,
+        what=f"the first replica to serve the twin's certificate {first}",
+    )
     writes = [line for line in twin.log().splitlines() if "Wrote a new webhook serving" in line]
     assert all("renewal due" in line for line in writes), writes
 
