@@ -406,3 +406,43 @@ def test_a_sidecar_killed_mid_restart_sequence_is_restarted_and_the_app_back_in_
     pod.cluster.wait_gone(pod.name, timeout=60)
     entries = pod.consul.request("GET", f"/v1/catalog/service/{pod.service}")
     assert [e["ServiceID"] for e in entries] == []
+
+
+def test_a_pod_deleted_during_its_restart_sequence_is_deregistered_not_left_in_maintenance(
+    cluster: Cluster, agent_rig: rig.Rig
+) -> None:
+    # the app never deregisters itself: whatever Consul holds afterwards is the sidecar's doing
+    pod = RestartingPod(cluster, agent_rig, app_args=["--keep-registration"], native=True)
+    eventually(pod.serving, timeout=30, what="registered and passing")
+    pod.kill_flag.touch()
+    try:
+        running = eventually(
+            lambda: (
+                pod.in_consul()["maintenance"]
+                and (s := pod.status_or_none()) is not None
+                and s["state"] == "running"
+                and s
+            ),
+            timeout=30,
+            what="the restart sequence running with maintenance on",
+        )
+        assert running["classification"]["kind"] == "restart", running["classification"]
+        cluster.delete(pod.name)
+        # the running sequence becomes a deletion: the sidecar says so while it lives
+        became = eventually(
+            lambda: (
+                (s := pod.status_or_none()) is not None
+                and s["classification"].get("became") == "deletion"
+                and s
+            ),
+            timeout=30,
+            what="the restart sequence to become a deletion",
+        )
+    finally:
+        pod.kill_flag.unlink()
+    assert became["sequence"] == 1  # the same sequence, not a second one
+    cluster.wait_gone(pod.name, timeout=60)
+    entries = pod.consul.request("GET", f"/v1/catalog/service/{pod.service}")
+    checks = pod.consul.request("GET", "/v1/agent/checks")
+    assert [e["ServiceID"] for e in entries] == []
+    assert [c for c in checks if pod.service_id in c] == []
