@@ -16,7 +16,7 @@ from pathlib import Path
 
 from quiesce.rig import binaries, rig
 from quiesce.rig.realnode import host
-from quiesce.rig.realnode.node import cgroup_hierarchies
+from quiesce.rig.realnode.cgroups import cgroup_hierarchies
 
 
 def test_down_removes_a_real_node_left_running(tmp_path: Path) -> None:

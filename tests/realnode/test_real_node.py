@@ -27,7 +27,8 @@ import pytest
 
 from quiesce.rig import rig
 from quiesce.rig.realnode import host, images, kubelet
-from quiesce.rig.realnode.node import RealNode, cgroup_hierarchies
+from quiesce.rig.realnode.cgroups import cgroup_hierarchies
+from quiesce.rig.realnode.node import RealNode
 
 T = TypeVar("T")
 NAMESPACE = "realnode"

@@ -33,7 +33,6 @@ import contextlib
 import ipaddress
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -42,11 +41,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 from quiesce.rig import binaries, errors, network, pki, process
 from quiesce.rig.realnode import cni, containerd, host, images, kubelet
+from quiesce.rig.realnode.cgroups import (
+    cgroup_hierarchies,
+    kill_trees,
+    pids_in,
+    remove_trees,
+)
 
 if TYPE_CHECKING:
     from quiesce.rig.rig import Rig
 
-CGROUP_FS: Final = Path("/sys/fs/cgroup")
 BINARIES: Final = ("kubelet", "containerd", "containerd-shim-runc-v2", "ctr", "runc", "crictl")
 HOST_TOOLS: Final = {
     "nsenter": "apt-get install util-linux",
@@ -70,18 +74,6 @@ def check_machine() -> None:
         )
     if not images.BUSYBOX.exists():
         raise errors.MissingTool("busybox", "apt-get install busybox-static")
-
-
-def cgroup_hierarchies() -> list[Path]:
-    """Every cgroup hierarchy mounted under /sys/fs/cgroup (v1 controllers, named, unified)."""
-    found = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields = line.split()
-        fstype = fields[fields.index("-") + 1]
-        mount_point = Path(fields[4])
-        if fstype in ("cgroup", "cgroup2") and mount_point.is_relative_to(CGROUP_FS):
-            found.append(mount_point)
-    return found
 
 
 class RealNode:
@@ -163,7 +155,7 @@ class RealNode:
 
     def cgroup_pids(self) -> set[int]:
         """Every process in the node's cgroup trees."""
-        return _pids_in(self._cgroups)
+        return pids_in(self._cgroups)
 
     # --- start --------------------------------------------------------------
     @classmethod
@@ -181,6 +173,10 @@ class RealNode:
             raise
         node.started_seconds = time.monotonic() - started
         return node
+
+    def import_image(self, image: images.Image) -> None:
+        """Make ``image`` (an OCI archive) available to the node's pods, no registry needed."""
+        self.ctr("images", "import", "--platform=linux/amd64", str(image.archive))
 
     def _start(self) -> None:
         assert self.rig.control_plane is not None
@@ -255,7 +251,7 @@ class RealNode:
             what="serving",
         )
         for image in (pause, busybox):
-            self.ctr("images", "import", "--platform=linux/amd64", str(image.archive))
+            self.import_image(image)
 
         # The kubelet, as system:node:<name>.
         crt, key = cp.ca.issue(
@@ -415,10 +411,10 @@ class RealNode:
             self.rig.real_nodes.remove(self)
 
     def _kill_cgroup_tree(self) -> None:
-        self.seen_pids |= _kill_cgroup_trees(self._cgroups, self.name)
+        self.seen_pids |= kill_trees(self._cgroups, self.name)
 
     def _remove_cgroups(self) -> None:
-        _remove_cgroup_trees(self._cgroups)
+        remove_trees(self._cgroups)
         self._cgroups = [c for c in self._cgroups if c.exists()]
 
     def _delete_node_object(self) -> None:
@@ -438,51 +434,6 @@ class RealNode:
         }
 
 
-def _pids_in(tops: Sequence[Path]) -> set[int]:
-    pids: set[int] = set()
-    for top in tops:
-        for procs in top.rglob("cgroup.procs"):
-            with contextlib.suppress(OSError, ValueError):
-                pids.update(int(p) for p in procs.read_text().split())
-    return pids
-
-
-def _kill_cgroup_trees(tops: Sequence[Path], what: str) -> set[int]:
-    """SIGKILL everything in the cgroup trees until they are empty; returns the pids seen."""
-    seen: set[int] = set()
-    for _ in range(50):
-        pids = _pids_in(tops)
-        if not pids:
-            return seen
-        seen |= pids
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.1)
-    raise errors.RigError(f"{what}: processes survive in its cgroups: {_pids_in(tops)}")
-
-
-def _remove_cgroup_trees(tops: Sequence[Path]) -> None:
-    for top in tops:
-        if not top.exists():
-            continue
-        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-            _rmdir(d)
-        _rmdir(top)
-
-
-def _rmdir(d: Path) -> None:
-    for _ in range(50):
-        try:
-            d.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:  # EBUSY while a dying process still counts
-            time.sleep(0.1)
-    d.rmdir()
-
-
 def cleanup_after(bridge: str) -> None:
     """Remove what real nodes of the rig on ``bridge`` left when their process died.
 
@@ -493,6 +444,6 @@ def cleanup_after(bridge: str) -> None:
     """
     tops = [d for h in cgroup_hierarchies() for d in h.glob(f"quiesce-{bridge}-*") if d.is_dir()]
     if tops:
-        _kill_cgroup_trees(tops, f"real nodes on {bridge}")
-        _remove_cgroup_trees(tops)
+        kill_trees(tops, f"real nodes on {bridge}")
+        remove_trees(tops)
     host.recover()
