@@ -61,6 +61,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="lowest severity that makes the exit code 1 (default: warning)",
     )
     parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help=(
+            "the operator's configuration file (as for `quiesce plan --defaults`): its"
+            " outerBudgets are checked by QL009 (default: the cluster-autoscaler's 600 s)"
+        ),
+    )
+    parser.add_argument(
         "--list-rules", action="store_true", help="print the rules with IDs and exit"
     )
     live = parser.add_argument_group(
@@ -86,6 +94,21 @@ def run(args: argparse.Namespace) -> int:
     if args.list_rules:
         sys.stdout.write(output.rule_table())
         return EXIT_CLEAN
+    budgets = None
+    if args.config:
+        from quiesce import config as configuration
+
+        try:
+            with open(args.config, encoding="utf-8") as handle:
+                budgets = configuration.load_config(handle.read()).outer_budgets
+        except OSError as exc:
+            print(f"quiesce lint: cannot read --config {args.config}: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except configuration.ConfigError as exc:
+            print(f"quiesce lint: {args.config}: invalid configuration:", file=sys.stderr)
+            for bad in exc.errors:
+                print(f"  {bad}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     source = None
     if args.cluster or args.kubeconfig or args.context:
         from quiesce.lint import cluster
@@ -98,7 +121,11 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_BAD_INPUT
     report = lint.lint(
-        args.paths, dockerfiles=args.dockerfile, stdin=sys.stdin, cluster_source=source
+        args.paths,
+        dockerfiles=args.dockerfile,
+        stdin=sys.stdin,
+        cluster_source=source,
+        budgets=budgets,
     )
     sys.stdout.write(output.render(report, args.output))
     if report.errors:

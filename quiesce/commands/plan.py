@@ -133,6 +133,7 @@ def plan_object(
     """The plan of one manifest object as a JSON-ready dict; None when it is no workload."""
     from quiesce import plan as plans
     from quiesce import template
+    from quiesce.plan import outer
 
     kind = str(obj.get("kind", ""))
     path = template.pod_spec_path(kind)
@@ -179,6 +180,8 @@ def plan_object(
             for p in plan.timeline()
         ],
         "notes": list(plan.notes),
+        # Beside the plan, not in it: the cluster's budgets are no part of what the sidecar reads.
+        "warnings": list(outer.warnings(plan, pod_spec, config.outer_budgets)),
         "plan": plan.to_dict(),
         "plan_hash": plan.plan_hash(),
         "changes": json_patch(pod_spec, injection.pod_spec, prefix),
@@ -189,7 +192,7 @@ def plan_object(
 
 
 def print_table(results: list[dict[str, Any]], out: TextIO) -> None:
-    """The human view: per workload, the timeline, notes and a diff of the pod spec."""
+    """The human view: per workload, the timeline, notes, warnings and a diff of the pod spec."""
     import yaml
 
     fmt = durations.format_seconds
@@ -238,6 +241,8 @@ def print_table(results: list[dict[str, Any]], out: TextIO) -> None:
             out.write(f"    {'  '.join(cells)}  {row[4]}\n".rstrip() + "\n")
         for note in result["notes"]:
             out.write(f"  note: {note}\n")
+        for warning in result["warnings"]:
+            out.write(f"  warning: {warning}\n")
         out.write(f"  template changes ({result['_path']}):\n")
         before = yaml.safe_dump(result["_before"], sort_keys=False, width=1000).splitlines()
         after = yaml.safe_dump(result["_after"], sort_keys=False, width=1000).splitlines()

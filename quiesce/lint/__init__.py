@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from typing import TextIO
 
 from quiesce.lint import cluster, dockerfile, findings, loader, manifests
+from quiesce.plan import outer
 
 
 def lint(
@@ -32,13 +33,16 @@ def lint(
     dockerfiles: Sequence[str] = (),
     stdin: TextIO | None = None,
     cluster_source: cluster.Source | None = None,
+    budgets: outer.OuterBudgets | None = None,
 ) -> findings.Report:
     """Lint manifests (``-`` is stdin), Dockerfiles and optionally a live cluster.
 
-    Input errors are reported in the result, never raised.
+    ``budgets``: the cluster's outer budgets (the operator configuration's ``outerBudgets``);
+    default: the cluster-autoscaler's 600 s only. Input errors are reported in the result,
+    never raised.
     """
     with _gc_paused():
-        return _lint(paths, dockerfiles, stdin, cluster_source)
+        return _lint(paths, dockerfiles, stdin, cluster_source, budgets)
 
 
 @contextlib.contextmanager
@@ -61,11 +65,12 @@ def _lint(
     dockerfiles: Sequence[str],
     stdin: TextIO | None,
     cluster_source: cluster.Source | None,
+    budgets: outer.OuterBudgets | None,
 ) -> findings.Report:
     loaded = loader.load_paths(paths, stdin=stdin)
     if cluster_source is not None:
         loaded.extend(cluster.load(cluster_source))
-    found, shape_errors = manifests.check(loaded.manifests)
+    found, shape_errors = manifests.check(loaded.manifests, budgets)
     errors = [*loaded.errors, *shape_errors]
     checked = len(loaded.manifests)
     for path in dockerfiles:

@@ -1,4 +1,4 @@
-"""Rules QL000-QL008 over Kubernetes objects.
+"""Rules QL000-QL009 over Kubernetes objects.
 
 Some hazards only show when objects are read together: a Service decides
 which containers serve traffic (QL003) and which load balancer a pod must
@@ -29,6 +29,7 @@ from quiesce.lint import (
     workloads,
 )
 from quiesce.lint.workloads import mapping, sequence, text
+from quiesce.plan import outer
 
 _CONSUL_PREFIX: Final = "consul.hashicorp.com/"
 _CONSUL_ENV = re.compile(r"(?:^|_)CONSUL(?:_HTTP)?_(?:ADDR|ADDRESS|HOST|URL|ENDPOINT|AGENT\w*)$")
@@ -52,6 +53,8 @@ class Checker:
 
     index: references.Index
     workload: workloads.Workload
+    budgets: outer.OuterBudgets = dataclasses.field(default_factory=outer.OuterBudgets)
+    """The cluster's budgets outside the pod (QL009); default: the autoscaler's 600 s."""
     out: list[findings.Finding] = dataclasses.field(default_factory=list)
 
     def report(
@@ -97,6 +100,8 @@ class Checker:
         if grace is not None and serving:
             self.grace_too_short(grace)
         self.load_balancer(services, grace)
+        if grace is not None:
+            self.outer_budgets(grace)
         return self.out
 
     def effective_grace(self) -> Grace | None:
@@ -381,6 +386,27 @@ class Checker:
             fix=rules.RULES["QL008"].fix,
         )
 
+    # QL009
+    def outer_budgets(self, grace: Grace) -> None:
+        for limit in outer.limits(self.workload.pod_spec, self.budgets):
+            if grace.seconds <= limit.seconds:
+                continue
+            need = limit.fix.format(need=_whole(grace.seconds) + limit.offset)
+            self.report(
+                "QL009",
+                container=None,
+                path=grace.path,
+                message=(
+                    f"{grace.described} is longer than the {limit.seconds}s {limit.gives}"
+                    f" ({limit.setting}): SIGKILL at {limit.seconds}s"
+                ),
+                fix=f"{need}, or lower the grace period to {limit.seconds}",
+            )
+
+
+def _whole(seconds: float) -> int:
+    return int(-(-seconds // 1))
+
 
 def _hook_seconds(c: workloads.Container) -> tuple[float | None, loader.FieldPath]:
     """How long the preStop hook visibly lasts, and where it is written."""
@@ -401,8 +427,11 @@ def _serves(service: references.Service, numbers: set[int], names: set[str]) -> 
 
 def check(
     manifests: Sequence[loader.Manifest],
+    budgets: outer.OuterBudgets | None = None,
 ) -> tuple[list[findings.Finding], list[findings.InputError]]:
-    """Every manifest rule over a set of objects read together."""
+    """Every manifest rule over a set of objects read together; ``budgets``: the cluster's
+    outer budgets (QL009), by default only the cluster-autoscaler's default 600 s."""
+    budgets = outer.OuterBudgets() if budgets is None else budgets
     index = references.Index()
     for manifest in manifests:
         index.add(manifest.obj)
@@ -414,5 +443,5 @@ def check(
         workload = workloads.workload_of(manifest, errors)
         if workload is None:
             continue
-        out.extend(f for f in Checker(index, workload).run() if f.rule_id not in ignored)
+        out.extend(f for f in Checker(index, workload, budgets).run() if f.rule_id not in ignored)
     return out, errors

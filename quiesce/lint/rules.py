@@ -132,6 +132,22 @@ _ALL = (
         ),
         fix="leave terminationGracePeriodSeconds at the default (30) or set it to >= 5",
     ),
+    Rule(
+        id="QL009",
+        name="grace-exceeds-outer-budget",
+        severity=Severity.WARNING,
+        summary="the grace period is longer than a cluster budget that ends pods sooner",
+        why=(
+            "the cluster-autoscaler's scale-down (--max-graceful-termination-sec, 600 s by"
+            " default), a graceful node shutdown (the kubelet's shutdownGracePeriod) and a"
+            " node group's drain timeout each grant a pod less than its grace period and then"
+            " SIGKILL it: the outer budget cuts the shutdown short"
+        ),
+        fix=(
+            "raise the cluster's budget (and outerBudgets in `quiesce lint --config`) or lower"
+            " terminationGracePeriodSeconds to fit it"
+        ),
+    ),
 )
 
 RULES: Final[Mapping[str, Rule]] = {rule.id: rule for rule in _ALL}

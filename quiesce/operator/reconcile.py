@@ -28,6 +28,7 @@ from quiesce import config as configuration
 from quiesce import plan as plans
 from quiesce import template
 from quiesce.operator import refusals, writes, written
+from quiesce.plan import outer
 
 Action = Literal["none", "inject", "update", "upgrade", "restore", "status", "forget"]
 
@@ -218,7 +219,11 @@ def _reconcile(
         action=action,
         why=why,
         write=write,
-        events=(Event("Normal", verb, message), *_manifest_warnings(obj, plan)),
+        events=(
+            Event("Normal", verb, message),
+            *_manifest_warnings(obj, plan),
+            *_outer_warnings(original, plan, config),
+        ),
         plan=plan,
         native=native,
         service_account=service_account,
@@ -392,6 +397,16 @@ def _manifest_warnings(obj: Mapping[str, Any], plan: plans.ShutdownPlan) -> tupl
             "from the manifest (quiesce keeps the hook's work and the budget), or set "
             f"{keys.GRACE_PERIOD}.",
         ),
+    )
+
+
+def _outer_warnings(
+    pod_spec: Mapping[str, Any], plan: plans.ShutdownPlan, config: configuration.Config
+) -> tuple[Event, ...]:
+    """Said once, when quiesce writes: a cluster budget that cuts the sequence short."""
+    return tuple(
+        Event("Warning", "OuterBudget", warning[0].upper() + warning[1:] + ".")
+        for warning in outer.warnings(plan, pod_spec, config.outer_budgets)
     )
 
 

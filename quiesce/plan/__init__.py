@@ -11,7 +11,9 @@ drift; standard library only (no kopf, kubernetes, aiohttp, consul, yaml, no I/O
 - :mod:`~quiesce.plan.podspec`   a defensive view of the pod spec and its preStop hooks;
 - :mod:`~quiesce.plan.budget`    the nanosecond arithmetic that fits the phases into the grace;
 - :mod:`~quiesce.plan.build`     :func:`build_plan`: annotations and pod spec in, plan out;
-- :mod:`~quiesce.plan.defaults`  the configuration's ``plan:`` mapping into PlanDefaults.
+- :mod:`~quiesce.plan.defaults`  the configuration's ``plan:`` mapping into PlanDefaults;
+- :mod:`~quiesce.plan.outer`     the cluster's budgets (node shutdown, autoscaler, node
+  group drain) that can end a pod before its grace, and where they cut the plan.
 
 The sidecar imports ``model`` and ``codec`` only. The names below are re-exported
 lazily (``from quiesce import plan as plans; plans.build_plan``) so that importing

@@ -70,6 +70,29 @@ def test_the_configmap_is_the_operators_configuration_file_exactly() -> None:
     )
 
 
+def test_outer_budgets_values_reach_the_operators_configuration(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        "outerBudgets:\n"
+        "  nodeShutdown:\n"
+        "    shutdownGracePeriodByPodPriority:\n"
+        "      - {priority: 0, shutdownGracePeriodSeconds: 20}\n"
+        '  autoscalerMaxGracefulTermination: "off"\n'
+        "  nodeGroupDrainTimeout: 15m\n"
+    )
+    docs = chartkit.documents(chartkit.template("-f", str(values)))
+    text = chartkit.find(docs, "ConfigMap", "quiesce-config")["data"]["config.yaml"]
+    budgets = configuration.load_config(text).outer_budgets
+    assert budgets.node_shutdown is not None
+    assert [
+        (e.priority, e.shutdown_grace_period_seconds) for e in budgets.node_shutdown.by_pod_priority
+    ] == [(0, 20)]
+    assert budgets.autoscaler_max_graceful_termination is None
+    assert budgets.node_group_drain_timeout == 900 * 10**9
+    with pytest.raises(AssertionError, match="nodeGroupDrainTimeout"):
+        chartkit.template("--set", "outerBudgets.nodeGroupDrainTimeout=15")
+
+
 def test_default_configuration_is_the_operators_built_in_one_with_the_charts_image() -> None:
     docs = chartkit.documents(chartkit.template())
     config = configuration.load_config(

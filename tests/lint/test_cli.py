@@ -137,7 +137,7 @@ def test_sarif_output_is_a_sarif_2_1_0_log(capsys: pytest.CaptureFixture[str]) -
 def test_list_rules_prints_every_rule(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run("--list-rules", capsys=capsys)
     assert code == 0
-    assert [line.split()[0] for line in out.splitlines()] == [f"QL00{i}" for i in range(9)]
+    assert [line.split()[0] for line in out.splitlines()] == [f"QL00{i}" for i in range(10)]
 
 
 def test_no_input_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -160,3 +160,34 @@ def test_installed_entry_point_pipes_helm_style_output_through_stdin() -> None:
     assert done.returncode == 1, done.stderr
     assert "QL008" in done.stdout
     assert "<stdin>:10" in done.stdout
+
+
+def test_config_file_sets_the_outer_budgets_ql009_checks(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    long = FIXTURES / "manifests" / "ql009-fires-past-autoscaler.yaml"
+    code, out, _ = run(str(long), "-o", "json", capsys=capsys)
+    assert code == 1 and {f["rule"] for f in json.loads(out)["findings"]} == {"QL009"}
+    config = tmp_path / "config.yaml"
+    config.write_text('outerBudgets: {autoscalerMaxGracefulTermination: "off"}\n')
+    code, out, _ = run(str(long), "--config", str(config), "-o", "json", capsys=capsys)
+    assert code == 0 and json.loads(out)["findings"] == []
+    config.write_text("outerBudgets: {nodeGroupDrainTimeout: 1m}\n")
+    code, out, _ = run(str(CLEAN), "--config", str(config), "-o", "json", capsys=capsys)
+    assert code == 0, "the default 30 s fit in the minute"
+
+
+def test_a_bad_or_missing_config_file_exits_2(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("outerBudgets: {nodeGroupDrainTimout: 1m}\n")
+    code, _, err = run(str(CLEAN), "--config", str(config), capsys=capsys)
+    assert code == 2
+    assert err.splitlines() == [
+        f"quiesce lint: {config}: invalid configuration:",
+        '  outerBudgets.nodeGroupDrainTimout: "1m" is an unknown key; '
+        "expected outerBudgets.nodeGroupDrainTimeout",
+    ]
+    code, _, err = run(str(CLEAN), "--config", str(tmp_path / "absent.yaml"), capsys=capsys)
+    assert code == 2 and err.startswith(f"quiesce lint: cannot read --config {tmp_path}")

@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 from quiesce.lint import dockerfile, findings, loader, manifests
+from quiesce.plan import outer
 
 
 def lint_yaml(text: str) -> list[findings.Finding]:
@@ -257,3 +258,60 @@ def test_gke_neg_annotation_is_read_as_json(neg: str, fires: bool) -> None:
         labels="{app: web}",
     )
     assert ("QL005" in rule_ids(lint_yaml(text))) is fires
+
+
+def lint_with(text: str, budgets: outer.OuterBudgets) -> list[findings.Finding]:
+    loaded = loader.load_text(textwrap.dedent(text), "test.yaml")
+    found, errors = manifests.check(loaded.manifests, budgets)
+    assert loaded.errors == [] and errors == []
+    return found
+
+
+@pytest.mark.parametrize(("grace", "fires"), [(600, False), (601, True), (None, False)])
+def test_outer_budget_fires_past_the_autoscalers_600s_by_default(
+    grace: int | None, fires: bool
+) -> None:
+    found = lint_yaml(deployment(grace=grace))
+    assert ("QL009" in rule_ids(found)) is fires
+
+
+def test_outer_budget_names_the_setting_and_the_fix() -> None:
+    (finding,) = lint_yaml(deployment(grace=900))
+    assert finding.rule_id == "QL009" and finding.severity == findings.Severity.WARNING
+    assert finding.field == "spec.template.spec.terminationGracePeriodSeconds"
+    assert finding.message == (
+        "terminationGracePeriodSeconds 900 is longer than the 600s the cluster-autoscaler's "
+        "scale-down gives a pod (outerBudgets.autoscalerMaxGracefulTermination 10m0s): "
+        "SIGKILL at 600s"
+    )
+    assert finding.fix == (
+        "raise the autoscaler's --max-graceful-termination-sec to at least 900 (and "
+        "autoscalerMaxGracefulTermination with it), or lower the grace period to 600"
+    )
+
+
+def test_outer_budget_checks_a_configured_node_shutdown_and_drain_timeout() -> None:
+    budgets = outer.OuterBudgets(
+        node_shutdown=outer.NodeShutdown(30 * 10**9, 10 * 10**9),
+        autoscaler_max_graceful_termination=None,
+        node_group_drain_timeout=25 * 10**9,
+    )
+    found = lint_with(deployment(), budgets)  # the default grace, 30 s
+    assert [f.message for f in found] == [
+        "the default terminationGracePeriodSeconds (30) is longer than the 20s a graceful node "
+        "shutdown gives pods of priority 0 (no priorityClassName) "
+        "(outerBudgets.nodeShutdown.shutdownGracePeriod 30s − shutdownGracePeriodCriticalPods "
+        "10s): SIGKILL at 20s",
+        "the default terminationGracePeriodSeconds (30) is longer than the 25s a node group's "
+        "drain gives a pod (outerBudgets.nodeGroupDrainTimeout 25s): SIGKILL at 25s",
+    ]
+    assert found[0].fix == (
+        "raise the kubelet's shutdownGracePeriod to at least 40s (and outerBudgets.nodeShutdown "
+        "with it), or lower the grace period to 20"
+    )
+    assert lint_with(deployment(grace=20), budgets) == []
+
+
+def test_outer_budget_can_be_suppressed_like_any_rule() -> None:
+    found = lint_yaml(deployment(grace=900, annotations='{quiesce.dev/lint-ignore: "QL009"}'))
+    assert "QL009" not in rule_ids(found)

@@ -402,3 +402,22 @@ def test_json_pointers_escape_tilde_and_slash() -> None:
         "/metadata/annotations/state.quiesce.dev~1x~0y"
     )
     assert template.json_pointer() == ""
+
+
+def test_an_outer_budget_that_cuts_the_plan_short_is_one_warning_event_when_quiesce_writes() -> (
+    None
+):
+    cfg = config.load_config({"outerBudgets": {"nodeShutdown": {"shutdownGracePeriod": "30s"}}})
+    obj = workload()
+    decision = decide(obj, cfg)
+    assert [(e.type, e.reason) for e in decision.events] == [
+        ("Normal", "Injected"),
+        ("Warning", "OuterBudget"),
+    ]
+    assert decision.events[1].message.startswith(
+        "A graceful node shutdown gives pods of priority 0 (no priorityClassName) only 30s "
+        "(outerBudgets.nodeShutdown.shutdownGracePeriod 30s); the plan needs 35s"
+    )
+    assert decision.events[1].message.endswith("or shorten the plan.")
+    assert decide(served(obj, decision), cfg).events == (), "said once, not on every pass"
+    assert [e.reason for e in decide(obj).events] == ["Injected"], "600 s autoscaler: fits"

@@ -206,3 +206,46 @@ def test_pods_lists_and_cronjobs_are_workloads_too(
     assert results[0]["changes"][0]["path"].startswith("/spec/")
     assert results[1]["changes"][0]["path"].startswith("/spec/jobTemplate/spec/template/spec/")
     assert results[2]["reason"] == 'quiesce.dev/inject is "false"'
+
+
+def test_outer_budgets_of_the_defaults_file_warn_in_json_and_table(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    defaults = tmp_path / "config.yaml"
+    defaults.write_text(
+        "outerBudgets:\n"
+        "  nodeShutdown: {shutdownGracePeriod: 30s, shutdownGracePeriodCriticalPods: 10s}\n"
+    )
+    expected = (
+        "a graceful node shutdown gives pods of priority 0 (no priorityClassName) only 20s "
+        "(outerBudgets.nodeShutdown.shutdownGracePeriod 30s − shutdownGracePeriodCriticalPods "
+        "10s); the plan needs 35s (5s deregister + 20s converge + 10s margin): the sequence is "
+        "cut at 20s, during converge, before the app gets its stop signal; raise the kubelet's "
+        "shutdownGracePeriod to at least 45s (and outerBudgets.nodeShutdown with it), or "
+        "shorten the plan"
+    )
+    web = str(FIXTURES / "web.yaml")
+    code, (workload,) = plan_json(capsys, "-f", web, "--defaults", str(defaults))
+    assert code == 0, "a warning is no error"
+    assert workload["warnings"] == [expected]
+    assert "warnings" not in workload["plan"], "the sidecar's plan knows no cluster budgets"
+    assert cli.main(["plan", "-f", web, "--defaults", str(defaults)]) == 0
+    assert f"  warning: {expected}" in capsys.readouterr().out.splitlines()
+
+
+def test_without_a_defaults_file_only_the_autoscalers_600s_are_checked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, (workload,) = plan_json(capsys, "-f", str(FIXTURES / "web.yaml"))
+    assert code == 0 and workload["warnings"] == []
+
+
+def test_a_bad_outer_budget_in_the_defaults_file_exits_2(tmp_path: pathlib.Path) -> None:
+    defaults = tmp_path / "config.yaml"
+    defaults.write_text("outerBudgets: {nodeGroupDrainTimeout: 15}\n")
+    result = run("-f", str(FIXTURES / "web.yaml"), "--defaults", str(defaults))
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[1] == (
+        '  outerBudgets.nodeGroupDrainTimeout: "15" is not a duration; expected Go syntax such '
+        'as 500ms, 10s, 1m30s (did you mean "15s"?), or "off"'
+    )

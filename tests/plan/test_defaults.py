@@ -33,6 +33,9 @@ def test_config_defaults_are_the_documented_ones() -> None:
     assert c.consul.address == "http://$(HOST_IP):8500"
     assert c.consul.token_secret is None and c.consul.ca_secret is None
     assert c.plan == plan.PlanDefaults()
+    outer = c.outer_budgets
+    assert outer.autoscaler_max_graceful_termination == 600 * 10**9
+    assert outer.node_shutdown is None and outer.node_group_drain_timeout is None
 
 
 def test_the_configuration_file_sets_plan_defaults_with_annotation_keys() -> None:

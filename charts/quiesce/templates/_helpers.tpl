@@ -80,5 +80,6 @@ sidecar and Consul. `quiesce plan --defaults` reads the same file.
 {{- with .Values.consul.caSecret }}{{ $_ := set $consul "caSecret" . }}{{ end -}}
 {{- $config := dict "sidecar" $sidecar "consul" $consul -}}
 {{- with .Values.plan }}{{ $_ := set $config "plan" . }}{{ end -}}
+{{- with .Values.outerBudgets }}{{ $_ := set $config "outerBudgets" . }}{{ end -}}
 {{- toYaml $config -}}
 {{- end -}}
