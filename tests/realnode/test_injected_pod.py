@@ -15,7 +15,9 @@ ClusterIP leads nowhere: the sidecar is given the API server's real address in
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import time
 import urllib.parse
 import urllib.request
@@ -29,7 +31,7 @@ from quiesce import config as configuration
 from quiesce import plan as plans
 from quiesce import template
 from quiesce.operator import rbac
-from quiesce.rig import rig
+from quiesce.rig import haproxy, loadgen, rig
 from quiesce.rig.realnode import images, kubelet, product
 from quiesce.rig.realnode.node import RealNode
 
@@ -37,12 +39,20 @@ from .test_real_node import APP, wait_for
 
 NAMESPACE = "realnode-injected"
 SERVICE = "web-injected"
+LOADED_SERVICE = "web-loaded"
 REPO = Path(__file__).resolve().parents[2]
+TESTAPP_DIR = REPO / "quiesce" / "rig"  # testapp.py: the standard library only
+
+
+@functools.cache
+def sidecar_image() -> images.Image:
+    """Built once per session (``./dev setup`` has built it already: then it is cached)."""
+    return product.quiesce_image()
 
 
 @pytest.fixture(scope="module")
 def node(rig_instance: rig.Rig) -> Iterator[RealNode]:
-    image = product.quiesce_image()
+    image = sidecar_image()
     n = RealNode.start(rig_instance, name="rig-real-inj", index=3)
     try:
         n.import_image(image)
@@ -55,8 +65,6 @@ def node(rig_instance: rig.Rig) -> Iterator[RealNode]:
 
 def injected_pod(node: RealNode, events: Path) -> tuple[dict[str, Any], plans.ShutdownPlan]:
     """The app as a user writes it, then what the operator's template makes of it."""
-    r = node.rig
-    assert r.consul is not None and r.control_plane is not None
     spec: dict[str, Any] = {
         "containers": [
             {
@@ -76,11 +84,21 @@ def injected_pod(node: RealNode, events: Path) -> tuple[dict[str, Any], plans.Sh
         "quiesce.dev/converge-min": "1s",
         "quiesce.dev/converge-max": "5s",
     }
+    pod = with_sidecar(node, "web", spec, annotations)
+    return pod, plans.build_plan(annotations, spec)
+
+
+def with_sidecar(
+    node: RealNode, name: str, spec: dict[str, Any], annotations: dict[str, str]
+) -> dict[str, Any]:
+    """A pod of ``spec`` as the operator's template injects it, bound to the real node."""
+    r = node.rig
+    assert r.consul is not None and r.control_plane is not None
     plan = plans.build_plan(annotations, spec)
     config = configuration.load_config(
         {
             "consul": {"address": f"http://{r.consul.http_addr}"},
-            "sidecar": {"image": product.quiesce_image().name, "imagePullPolicy": "Never"},
+            "sidecar": {"image": sidecar_image().name, "imagePullPolicy": "Never"},
         }
     )
     injected = template.inject(
@@ -94,17 +112,22 @@ def injected_pod(node: RealNode, events: Path) -> tuple[dict[str, Any], plans.Sh
     for c in [*injected.get("initContainers", []), *injected["containers"]]:
         if c["name"] == template.SIDECAR_NAME:
             c["env"] = [*c.get("env", []), *api_env]
-    pod = {
+    return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": "web", "namespace": NAMESPACE, "annotations": annotations},
+        "metadata": {"name": name, "namespace": NAMESPACE, "annotations": annotations},
         "spec": {
             **injected,
             "nodeName": node.name,
             "tolerations": [{"key": kubelet.TAINT_KEY, "operator": "Exists"}],
         },
     }
-    return pod, plan
+
+
+def pod_ready(r: rig.Rig, name: str) -> dict[str, Any] | None:
+    got = json.loads(r.kubectl("get", "pod", name, "-n", NAMESPACE, "-o", "json").stdout)
+    conds = {c["type"]: c["status"] for c in got["status"].get("conditions", [])}
+    return got if conds.get("Ready") == "True" else None
 
 
 def sidecar_status(ip: str, port: int) -> dict[str, Any] | None:
@@ -136,19 +159,14 @@ def test_an_injected_pod_leaves_consul_before_its_app_is_signalled(
     pod, plan = injected_pod(node, events)
     r.kubectl("apply", "-f", "-", input=json.dumps(pod))
 
-    def ready() -> dict[str, Any] | None:
-        got = json.loads(r.kubectl("get", "pod", "web", "-n", NAMESPACE, "-o", "json").stdout)
-        conds = {c["type"]: c["status"] for c in got["status"].get("conditions", [])}
-        return got if conds.get("Ready") == "True" else None
-
-    running = wait_for("the injected pod to be Ready", ready, timeout=180)
+    running = wait_for("the injected pod to be Ready", lambda: pod_ready(r, "web"), timeout=180)
     ip = running["status"]["podIP"]
     sidecar = next(
         c
         for c in running["spec"].get("initContainers", []) + running["spec"]["containers"]
         if c["name"] == template.SIDECAR_NAME
     )
-    assert sidecar["image"] == product.quiesce_image().name
+    assert sidecar["image"] == sidecar_image().name
     assert sidecar["securityContext"]["runAsNonRoot"] is True  # the template's default mode
     assert running["spec"]["terminationGracePeriodSeconds"] == plan.grace_period_seconds
     # The app's instance, as the app would register itself (address: the pod IP).
@@ -200,3 +218,81 @@ def test_an_injected_pod_leaves_consul_before_its_app_is_signalled(
         ).stdout
     )["items"]  # fmt: skip
     assert failed == [], [e["message"] for e in failed]
+
+
+def loaded_app_pod(node: RealNode, name: str, converge_max: str) -> dict[str, Any]:
+    """The rig's test app (stdlib only) in the product image's Python, injected: it
+    registers itself in Consul once it listens and deregisters itself on SIGTERM."""
+    r = node.rig
+    assert r.consul is not None
+    image = sidecar_image().name
+    testapp_args = [
+        "--name", "$(POD_NAME)", "--consul", r.consul.http_addr, "--service", LOADED_SERVICE,
+        "--address", "$(POD_IP)",
+    ]  # fmt: skip
+    spec: dict[str, Any] = {
+        "containers": [
+            {
+                "name": "app",
+                "image": image,
+                "imagePullPolicy": "Never",
+                "command": ["python3", "/testapp/testapp.py", *testapp_args],
+                "env": [
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                ],
+                "ports": [{"name": "http", "containerPort": 8080}],
+                "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
+                "volumeMounts": [{"name": "testapp", "mountPath": "/testapp", "readOnly": True}],
+            }
+        ],
+        "volumes": [
+            {"name": "testapp", "hostPath": {"path": str(TESTAPP_DIR), "type": "Directory"}}
+        ],
+    }
+    annotations = {"quiesce.dev/inject": "true", "quiesce.dev/converge-max": converge_max}
+    return with_sidecar(node, name, spec, annotations)
+
+
+def test_deleting_an_injected_pod_under_load_through_haproxy_drops_no_request(
+    node: RealNode,
+) -> None:
+    r = node.rig
+    assert r.consul is not None
+    profile = haproxy.Profile(discovery_interval=2.0)
+    converge_max = f"{math.ceil(profile.worst_case_lag)}s"
+    names = ["loaded-a", "loaded-b"]
+    for name in names:
+        r.kubectl("apply", "-f", "-", input=json.dumps(loaded_app_pod(node, name, converge_max)))
+    for name in names:
+        wait_for(f"{name} Ready", lambda n=name: pod_ready(r, n), timeout=180)
+    lb = r.load_balancer(LOADED_SERVICE, profile, port=8090)
+    try:
+        wait_for("HAProxy serving both pods", lambda: len(lb.active_servers()) == 2, timeout=60)
+        out = r.workdir / "load-realnode.jsonl"
+        gen = loadgen.start(r.network.client.popen, lb.url, rate=30, duration=120, out=out)
+        time.sleep(5)
+        r.kubectl("delete", "pod", names[0], "-n", NAMESPACE, "--wait=false")
+        r.kubectl(
+            "wait", "--for=delete", f"pod/{names[0]}", "-n", NAMESPACE, "--timeout=120s",
+            timeout=130,
+        )  # fmt: skip
+        time.sleep(3)
+        results = gen.stop()
+    finally:
+        lb.stop()
+        r.load_balancers.remove(lb)
+    summary = loadgen.summarise(results)
+    print(f"\nreal node, one of two pods deleted under load: {summary}")
+    assert summary.sent > 100, summary
+    assert summary.failed == 0, summary
+    failed = json.loads(
+        r.kubectl(
+            "get", "events", "-n", NAMESPACE, "-o", "json",
+            "--field-selector", "reason=FailedPreStopHook",
+        ).stdout
+    )["items"]  # fmt: skip
+    assert failed == [], [e["message"] for e in failed]
+    entries = r.consul.request("GET", f"/v1/catalog/service/{LOADED_SERVICE}")
+    assert [e["ServiceID"] for e in entries] == [f"{LOADED_SERVICE}-{names[1]}"]
+    r.kubectl("delete", "pod", names[1], "-n", NAMESPACE, "--wait=false")
