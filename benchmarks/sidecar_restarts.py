@@ -39,7 +39,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -53,6 +52,7 @@ from typing import Any
 
 import report
 import yaml
+from sidecar_footprint import free_port, rss_kb
 
 from quiesce import plan
 from quiesce.rig import consul, controlplane, kubeapi, network, rig
@@ -74,19 +74,6 @@ class BenchmarkError(RuntimeError):
 
 def say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise BenchmarkError(f"no VmRSS for pid {pid}")
 
 
 def wait_until(

@@ -67,7 +67,11 @@ def register(registry: Any, runtime: runtime_.Runtime) -> None:
         if runtime.client is not None:
             runtime.client.close()
 
+    # Core v1 named in full: a selector without a group ("namespaces") makes kopf
+    # discover every API group of the cluster at start, so one unrelated aggregated API
+    # that hangs or fails would delay or stall the whole operator.
     @kopf.index(
+        "v1",
         "namespaces",
         labels={keys.DISABLED_LABEL: "true"},
         registry=registry,
@@ -78,7 +82,7 @@ def register(registry: Any, runtime: runtime_.Runtime) -> None:
         # namespace is touched while the namespaces are still being listed.
         return {name: True}
 
-    @kopf.index("namespaces", registry=registry, id="pod_security")
+    @kopf.index("v1", "namespaces", registry=registry, id="pod_security")
     def pod_security(name: str, labels: kopf.Labels, **_: Any) -> dict[str, str]:
         # An index, so the levels are known before the first workload is reconciled: a
         # signal-mode sidecar that needs root is refused under "restricted" rather than
@@ -92,7 +96,7 @@ def register(registry: Any, runtime: runtime_.Runtime) -> None:
             runtime.pod_security[name] = level
         return {name: level or ""}
 
-    @kopf.on.event("namespaces", registry=registry, id="namespaces")
+    @kopf.on.event("v1", "namespaces", registry=registry, id="namespaces")
     async def namespace_event(name: str, labels: kopf.Labels, **_: Any) -> None:
         await _namespace_changed(runtime, name, labels)
 

@@ -70,7 +70,8 @@ def make_operator(
 @pytest.fixture(scope="session")
 def operator(make_operator: Callable[..., OperatorProcess]) -> OperatorProcess:
     """The session's operator: all namespaces named op-*, metrics on a port of its own."""
-    return make_operator("--namespace=op-*", "--metrics-port=0", name="operator")
+    # --verbose: kopf's debug lines, so a failing test's log shows where the operator was.
+    return make_operator("--namespace=op-*", "--metrics-port=0", "--verbose", name="operator")
 
 
 @pytest.fixture

@@ -139,6 +139,17 @@ def sidecar_status(ip: str, port: int) -> dict[str, Any] | None:
         return None
 
 
+def hook_failures(r: rig.Rig) -> list[str]:
+    """The kubelet's FailedPreStopHook Events in the test namespace."""
+    events = json.loads(
+        r.kubectl(
+            "get", "events", "-n", NAMESPACE, "-o", "json",
+            "--field-selector", "reason=FailedPreStopHook",
+        ).stdout
+    )["items"]  # fmt: skip
+    return [str(e["message"]) for e in events]
+
+
 def grant_sidecar_rbac(r: rig.Rig) -> None:
     """What the operator does in each namespace it injects into: the shipped ClusterRole,
     bound to the workload's service account."""
@@ -211,13 +222,7 @@ def test_an_injected_pod_leaves_consul_before_its_app_is_signalled(
     r.kubectl("wait", "--for=delete", "pod/web", "-n", NAMESPACE, "--timeout=120s", timeout=130)
     # The app exited on its signal (a SIGKILL at the end of the grace leaves no "exit").
     assert (events / "log").read_text().split() == ["started", "term", "exit"]
-    failed = json.loads(
-        r.kubectl(
-            "get", "events", "-n", NAMESPACE, "-o", "json",
-            "--field-selector", "reason=FailedPreStopHook",
-        ).stdout
-    )["items"]  # fmt: skip
-    assert failed == [], [e["message"] for e in failed]
+    assert hook_failures(r) == []
 
 
 def loaded_app_pod(node: RealNode, name: str, converge_max: str) -> dict[str, Any]:
@@ -286,13 +291,7 @@ def test_deleting_an_injected_pod_under_load_through_haproxy_drops_no_request(
     print(f"\nreal node, one of two pods deleted under load: {summary}")
     assert summary.sent > 100, summary
     assert summary.failed == 0, summary
-    failed = json.loads(
-        r.kubectl(
-            "get", "events", "-n", NAMESPACE, "-o", "json",
-            "--field-selector", "reason=FailedPreStopHook",
-        ).stdout
-    )["items"]  # fmt: skip
-    assert failed == [], [e["message"] for e in failed]
+    assert hook_failures(r) == []
     entries = r.consul.request("GET", f"/v1/catalog/service/{LOADED_SERVICE}")
     assert [e["ServiceID"] for e in entries] == [f"{LOADED_SERVICE}-{names[1]}"]
     r.kubectl("delete", "pod", names[1], "-n", NAMESPACE, "--wait=false")
