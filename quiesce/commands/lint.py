@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from quiesce.commands import configfile
+
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_BAD_INPUT = 2
@@ -96,19 +98,10 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CLEAN
     budgets = None
     if args.config:
-        from quiesce import config as configuration
-
-        try:
-            with open(args.config, encoding="utf-8") as handle:
-                budgets = configuration.load_config(handle.read()).outer_budgets
-        except OSError as exc:
-            print(f"quiesce lint: cannot read --config {args.config}: {exc}", file=sys.stderr)
+        loaded = configfile.load("lint", "--config", args.config)
+        if loaded is None:
             return EXIT_BAD_INPUT
-        except configuration.ConfigError as exc:
-            print(f"quiesce lint: {args.config}: invalid configuration:", file=sys.stderr)
-            for bad in exc.errors:
-                print(f"  {bad}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+        budgets = loaded.outer_budgets
     source = None
     if args.cluster or args.kubeconfig or args.context:
         from quiesce.lint import cluster

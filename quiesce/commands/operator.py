@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 # (measured; dataclasses and inspect, which the plan, lint and the sidecar load anyway),
 # durations ~1 ms. The configuration and the plan stay out (settings imports them lazily).
 from quiesce import durations
+from quiesce.commands import configfile
 from quiesce.operator import settings as settings_
 
 if TYPE_CHECKING:
@@ -378,22 +379,14 @@ def build_settings(
 
 def run(args: argparse.Namespace) -> int:
     from quiesce import config as configuration
-    from quiesce import plan as plans
     from quiesce.operator import runner
 
     config = configuration.Config()
     if args.config:
-        try:
-            with open(args.config, encoding="utf-8") as handle:
-                config = configuration.load_config(handle.read())
-        except OSError as exc:
-            print(f"quiesce operator: cannot read --config {args.config}: {exc}", file=sys.stderr)
+        loaded = configfile.load("operator", "--config", args.config)
+        if loaded is None:
             return 2
-        except plans.PlanError as exc:
-            print(f"quiesce operator: {args.config}: invalid configuration:", file=sys.stderr)
-            for error in exc.errors:
-                print(f"  {error}", file=sys.stderr)
-            return 2
+        config = loaded
     try:
         operator_settings = build_settings(args, config)
     except SettingsError as exc:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from quiesce import annotations as keys
 from quiesce import durations
+from quiesce.commands import configfile
 
 if TYPE_CHECKING:
     from quiesce import config as configuration
@@ -69,19 +70,14 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from quiesce import config as configuration
-    from quiesce import plan as plans
     from quiesce.lint import loader
 
-    try:
-        config = configuration.load_config(_read(args.defaults) if args.defaults else None)
-    except OSError as exc:
-        print(f"quiesce plan: cannot read --defaults {args.defaults}: {exc}", file=sys.stderr)
-        return 2
-    except plans.PlanError as exc:
-        print(f"quiesce plan: {args.defaults}: invalid configuration:", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
-        return 2
+    config = configuration.Config()
+    if args.defaults:
+        chosen = configfile.load("plan", "--defaults", args.defaults, stdin=True)
+        if chosen is None:
+            return 2
+        config = chosen
 
     results: list[dict[str, Any]] = []
     for filename in args.filename:
@@ -290,10 +286,3 @@ def _error(error: Any) -> dict[str, str]:
         "expected": error.expected,
         "message": str(error),
     }
-
-
-def _read(filename: str) -> str:
-    if filename == "-":
-        return sys.stdin.read()
-    with open(filename, encoding="utf-8") as handle:
-        return handle.read()
