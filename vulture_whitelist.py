@@ -23,6 +23,8 @@ _.inject_pod
 _.mandatory
 _.server_timeout
 _.client_timeout
+_.chunk_size
+_.idle_timeout
 # Module protocol: lazy re-exports (PEP 562).
 _.__getattr__
 _.__dir__

@@ -11,7 +11,6 @@ operator level-triggered and never blocks other objects.
 from __future__ import annotations
 
 import asyncio
-import copy
 import dataclasses
 import logging
 import time
@@ -32,6 +31,10 @@ log = logging.getLogger("quiesce.operator")
 RETRY_BACKOFF = (0.2, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 #: Native sidecars (init containers with restartPolicy Always) are on by default from 1.29.
 NATIVE_SIDECARS_SINCE = (1, 29)
+#: Objects per page of the initial list (and of every re-list after a watch expires).
+LIST_PAGE = 500
+#: Seconds a kopf per-object worker waits for the object's next event before it exits.
+WORKER_IDLE = 0.5
 _PAST = {
     "inject": "Injected",
     "update": "Updated",
@@ -62,6 +65,7 @@ def register(registry: Any, runtime: runtime_.Runtime) -> None:
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
+        await runtime.queue.stop()
         for handle in runtime.retries.values():
             handle.cancel()
         if runtime.client is not None:
@@ -120,6 +124,7 @@ def _workload_handler(runtime: runtime_.Runtime, kind: resources.Kind) -> Any:
         **_: Any,
     ) -> None:
         if type == "DELETED":
+            runtime.queue.discard(str(meta.uid))
             _forget(runtime, str(meta.uid))
             return
         if runtime.settings.disabled or meta.namespace in disabled_namespaces:
@@ -130,11 +135,8 @@ def _workload_handler(runtime: runtime_.Runtime, kind: resources.Kind) -> Any:
             # a fresh read; the retry does not wait again).
             _schedule(runtime, kind, str(meta.namespace), str(meta.name), str(meta.uid), 1.0)
             return
-        obj = _plain(body)
-        obj.setdefault("apiVersion", kind.api_version)
-        obj.setdefault("kind", kind.kind)
-        # Lines about the object carry it, as kopf's per-object logger's do (logs.py).
-        await handle(runtime, kind, obj, logs.object_logger(obj))
+        # Filed, not reconciled here: kopf would hold every listed body until we return.
+        runtime.queue.put(kind, str(meta.uid), body)
 
     return workload_event
 
@@ -147,6 +149,12 @@ async def _startup(runtime: runtime_.Runtime, settings: kopf.OperatorSettings) -
     settings.peering.priority = ours.priority
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
+    # The initial list in pages: one response of 10,000 workloads is hundreds of MiB
+    # parsed, held at once (kopf keeps at most one page).
+    settings.watching.chunk_size = LIST_PAGE
+    # kopf's per-object worker keeps its last event until it idles out: handlers here
+    # only file objects (workqueue.py), so let the bodies go soon.
+    settings.queueing.idle_timeout = WORKER_IDLE
     settings.networking.request_timeout = 60
     if runtime.client is None:
         runtime.client = await asyncio.to_thread(
@@ -159,6 +167,14 @@ async def _startup(runtime: runtime_.Runtime, settings: kopf.OperatorSettings) -
         runtime.cluster_native = ours.cluster_sidecars == "native"
     if ours.metrics_port:
         runtime.metrics.serve(ours.metrics_port)
+
+    async def reconcile_filed(kind: resources.Kind, obj: dict[str, Any]) -> None:
+        obj.setdefault("apiVersion", kind.api_version)
+        obj.setdefault("kind", kind.kind)
+        # Lines about the object carry it, as kopf's per-object logger's do (logs.py).
+        await handle(runtime, kind, obj, logs.object_logger(obj))
+
+    runtime.queue.start(runtime_.RECONCILERS_PER_WORKER * ours.workers, reconcile_filed)
     log.info(
         "quiesce operator started: Kubernetes %d.%d, %s sidecars by default, %s, config %s%s.",
         major,
@@ -262,10 +278,9 @@ async def _reconcile(
     runtime.generations[uid] = int((written.get("metadata") or {}).get("generation") or 0)
     runtime.metrics.writes.labels(kind.kind, decision.action).inc()
     if decision.action in ("inject", "update", "upgrade"):
-        runtime.managed[uid] = kind.kind
+        runtime.managed.add(uid, kind.kind)
     elif decision.action in ("restore", "forget"):
-        runtime.managed.pop(uid, None)
-    _set_managed_gauge(runtime)
+        runtime.managed.discard(uid)
     for event in decision.events:
         runtime.poster.post(obj, event)
     logger.info("%s %s/%s: %s.", _PAST[decision.action], namespace, name, decision.why)
@@ -370,13 +385,8 @@ def _track(
     decision: reconcile.Decision,
 ) -> None:
     annotations = obj["metadata"].get("annotations") or {}
-    if (
-        decision.action == "none"
-        and keys.STATE_REPLACED in annotations
-        and uid not in runtime.managed
-    ):
-        runtime.managed[uid] = kind.kind
-        _set_managed_gauge(runtime)
+    if decision.action == "none" and keys.STATE_REPLACED in annotations:
+        runtime.managed.add(uid, kind.kind)
 
 
 def _forget(runtime: runtime_.Runtime, uid: str) -> None:
@@ -385,19 +395,4 @@ def _forget(runtime: runtime_.Runtime, uid: str) -> None:
     runtime.attempts.pop(uid, None)
     runtime.generations.pop(uid, None)
     runtime.poster.forget(uid)
-    if runtime.managed.pop(uid, None) is not None:
-        _set_managed_gauge(runtime)
-
-
-def _set_managed_gauge(runtime: runtime_.Runtime) -> None:
-    counts = dict.fromkeys((k.kind for k in resources.WORKLOADS), 0)
-    for kind in runtime.managed.values():
-        counts[kind] = counts.get(kind, 0) + 1
-    for kind, count in counts.items():
-        runtime.metrics.managed.labels(kind).set(count)
-
-
-def _plain(body: kopf.Body) -> dict[str, Any]:
-    """kopf's Body as plain dicts of our own: it is a read-only mapping view over the raw
-    event's object, whose values are that object's own dicts, so copy them deep."""
-    return copy.deepcopy(dict(body))
+    runtime.managed.discard(uid)

@@ -13,11 +13,16 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from quiesce.operator import apply, events
+import prometheus_client as prom
+
+from quiesce.operator import apply, events, resources, workqueue
 from quiesce.operator import metrics as metrics_
 from quiesce.operator import settings as settings_
 
 T = TypeVar("T")
+
+#: Reconcilers per write worker: one decides while another waits for its write.
+RECONCILERS_PER_WORKER = 2
 
 
 class RateLimiter:
@@ -41,6 +46,35 @@ class RateLimiter:
         return (1 - self.tokens) / self.rate if self.rate > 0 else 3600.0
 
 
+class Managed:
+    """The workloads quiesce has injected, by uid, with their gauge kept in step.
+
+    Counted as they come and go, not recounted: a recount on every change costs
+    O(N) per write, so O(N^2) CPU for an install over N existing workloads.
+    """
+
+    def __init__(self, gauge: prom.Gauge) -> None:
+        self._kinds: dict[str, str] = {}
+        self._gauge = gauge
+        for kind in resources.WORKLOADS:  # every kind exported, at 0 before any write
+            gauge.labels(kind.kind).set(0)
+
+    def __contains__(self, uid: object) -> bool:
+        return uid in self._kinds
+
+    def add(self, uid: str, kind: str) -> None:
+        if self._kinds.get(uid) == kind:
+            return
+        self.discard(uid)
+        self._kinds[uid] = kind
+        self._gauge.labels(kind).inc()
+
+    def discard(self, uid: str) -> None:
+        kind = self._kinds.pop(uid, None)
+        if kind is not None:
+            self._gauge.labels(kind).dec()
+
+
 @dataclasses.dataclass
 class Runtime:
     """Operator-wide state (kopf's ``memo``): the client, caches, retries."""
@@ -54,7 +88,7 @@ class Runtime:
     locks: dict[str, asyncio.Lock] = dataclasses.field(default_factory=dict)
     attempts: dict[str, int] = dataclasses.field(default_factory=dict)
     retries: dict[str, asyncio.TimerHandle] = dataclasses.field(default_factory=dict)
-    managed: dict[str, str] = dataclasses.field(default_factory=dict)
+    managed: Managed = dataclasses.field(init=False)
     generations: dict[str, int] = dataclasses.field(default_factory=dict)
     bound: set[tuple[str, str]] = dataclasses.field(default_factory=set)
     disabled_namespaces: set[str] = dataclasses.field(default_factory=set)
@@ -63,9 +97,11 @@ class Runtime:
     pod_security: dict[str, str] = dataclasses.field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
     semaphore: asyncio.Semaphore | None = None
+    queue: workqueue.WorkQueue = dataclasses.field(default_factory=workqueue.WorkQueue)
 
     def __post_init__(self) -> None:
         self.poster = events.Poster(self.metrics)
+        self.managed = Managed(self.metrics.managed)
         self.upgrades = RateLimiter(self.settings.upgrades_per_minute)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import logging
 
-import kopf
 import pytest
 
-from quiesce.operator import handlers, logs
+from quiesce.operator import logs
 
 DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment",
               "metadata": {"name": "web", "namespace": "shop", "uid": "u-1"}}  # fmt: skip
@@ -31,11 +30,3 @@ def test_lines_about_an_object_carry_it_in_kopfs_json(
     assert line["message"] == "Injected shop/web: quiesce.dev/inject is set."
     assert line["object"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
                               "uid": "u-1", "namespace": "shop"}  # fmt: skip
-
-
-def test_the_handlers_body_is_copied_through_the_public_mapping_api() -> None:
-    raw = {"metadata": {"name": "web", "annotations": {"a": "b"}}, "spec": {"replicas": 1}}
-    plain = handlers._plain(kopf.Body(raw))
-    assert plain == raw and type(plain) is dict
-    plain["metadata"]["annotations"]["a"] = "changed"
-    assert raw["metadata"]["annotations"]["a"] == "b"
