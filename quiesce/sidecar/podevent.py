@@ -96,7 +96,9 @@ def message_of(facts: dict[str, Any]) -> str:
         verb = "Deregistered" if dereg["phase"] == "deregister" else "Put in maintenance"
         ids = ", ".join(what[:5]) + (f" and {len(what) - 5} more" if len(what) > 5 else "")
         seconds = dereg["seconds"] if dereg["seconds"] is not None else 0.0
-        left = f"{verb} {len(what)} Consul instances{f' ({ids})' if ids else ''} in {seconds:.2f} s"
+        noun = "instance" if len(what) == 1 else "instances"
+        listed = f" ({ids})" if ids else ""
+        left = f"{verb} {len(what)} Consul {noun}{listed} in {seconds:.2f} s"
     conv = facts["convergence"]
     converged = (
         f"converged on {conv['reason']} after {conv['seconds']:.2f} s"
@@ -104,8 +106,10 @@ def message_of(facts: dict[str, Any]) -> str:
         else "no convergence"
     )
     conns = facts["connections_after_deregistration"]
+    counted = "unknown" if conns is None else str(conns)
+    noun = "connection" if conns == 1 else "connections"
     text = (
-        f"{left}; {converged}; {conns if conns is not None else 'unknown'} connections after "
+        f"{left}; {converged}; {counted} {noun} after "
         f"deregistration; sequence {facts['sequence']} ({facts['kind']}) took "
         f"{facts['duration'] or 0.0:.2f} s."
     )

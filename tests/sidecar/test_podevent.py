@@ -11,7 +11,9 @@ import pytest
 
 from quiesce import contract
 from quiesce.sidecar import podevent
-from quiesce.sidecar.kubeapi import PodFacts, pod_facts
+from quiesce.sidecar.kubeapi import KubeClient, PodFacts, pod_facts
+from quiesce.sidecar.metrics import Metrics
+from quiesce.sidecar.settings import KubeSettings
 from quiesce.sidecar.status import Timeline
 
 
@@ -94,3 +96,42 @@ def test_the_body_names_the_pod_its_labels_and_its_controller() -> None:
         _timeline(reason="quiet"), namespace="shop", pod="p", uid="", facts=PodFacts()
     )
     assert "related" not in bare and "uid" not in bare["involvedObject"]
+
+
+async def test_with_no_time_left_before_the_deadline_no_post_is_attempted() -> None:
+    tl = _timeline(reason="deadline")
+    tl.deadline = tl.origin  # the sequence used its whole budget
+    metrics = Metrics()
+    # a real client to an address nothing listens on: it is never called
+    kube = KubeClient(KubeSettings(host="127.0.0.1", port=9, scheme="http"))
+    try:
+        outcome = await podevent.post(
+            tl, kube=kube, namespace="shop", pod="p", uid="u", facts=None, metrics=metrics
+        )
+    finally:
+        await kube.close()
+    assert outcome == {
+        "reason": contract.EVENT_TIMEOUT,
+        "result": "skipped",
+        "error": "no time left before the deadline",
+    }
+    assert tl.summary["event"] == outcome
+    exposed = metrics.exposition().decode()
+    assert 'quiesce_sidecar_events_total{result="skipped"} 1.0' in exposed
+    assert 'quiesce_sidecar_events_total{result="failed"} 0.0' in exposed
+
+
+async def test_an_unreachable_api_server_is_one_failed_attempt_in_status_and_metrics() -> None:
+    tl = _timeline(reason="quiet")
+    tl.deadline = tl.origin + 60
+    metrics = Metrics()
+    kube = KubeClient(KubeSettings(host="127.0.0.1", port=9, scheme="http", timeout=0.5))
+    try:
+        outcome = await podevent.post(
+            tl, kube=kube, namespace="shop", pod="p", uid="u", facts=None, metrics=metrics
+        )
+    finally:
+        await kube.close()
+    assert outcome["result"] == "failed" and outcome["forbidden"] is False, outcome
+    assert "POST /api/v1/namespaces/shop/events" in outcome["error"]
+    assert 'quiesce_sidecar_events_total{result="failed"} 1.0' in metrics.exposition().decode()
