@@ -154,7 +154,11 @@ def test_without_events_create_the_refusal_is_reported_and_the_pod_stops_as_plan
     rig_instance: rig.Rig, operator: process.ManagedProcess
 ) -> None:
     r = rig_instance
-    with scenarios.Workload(r, "noevents", PROFILE, groups=(("web", 2),)) as w:
+    # the app takes 2 s to stop after its SIGTERM, as many do: the sidecar (and its
+    # /status and /metrics, read here) outlives the Event's one attempt by that much
+    with scenarios.Workload(
+        r, "noevents", PROFILE, groups=(("web", 2),), app_args=("--stop-delay", "2")
+    ) as w:
         pod = w.live_pods()[0]
         name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
         _without_events_create(r, w.namespace, pod["spec"].get("serviceAccountName") or "default")
