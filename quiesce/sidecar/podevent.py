@@ -17,8 +17,9 @@ is gone; ``quiesce status`` reads it back.
   resolves ReplicaSet -> Deployment with its user's rights.
 - **Never delays the shutdown**: posted after the sequence ended, beside the
   app's own stop (``/prestop`` has already answered); exactly one attempt, with
-  a timeout of at most :data:`POST_TIMEOUT` and never past the sequence's
-  deadline; no time left means no attempt (``skipped``). A refusal (no ``events
+  a timeout of at most :data:`POST_TIMEOUT`, ending before the sequence's
+  deadline plus half the plan's margin (:func:`until`: inside the grace period);
+  no time left means no attempt (``skipped``). A refusal (no ``events
   create`` right) or an unreachable API server is one warning line, the
   ``quiesce_sidecar_events_total{result}`` counter and ``event`` in ``/status``.
 """
@@ -41,10 +42,21 @@ log = logging.getLogger("quiesce.sidecar.sequence")  # the sequence's logger: on
 POST_TIMEOUT: Final = 1.0
 """Seconds the one attempt may take at most (also capped by the API timeout and deadline)."""
 MIN_TIMEOUT: Final = 0.05
-"""Below this much time before the deadline the Event is not attempted."""
+"""Below this much time before :func:`until` the Event is not attempted."""
 TIMED_OUT: Final = ("ceiling", "deadline")
 MESSAGE_MAX: Final = 1024
 """The API server truncates longer messages; ours stay well below."""
+
+
+def until(tl: Timeline) -> float:
+    """When the one attempt must have ended: the sequence's deadline plus half the margin.
+
+    The hook has answered by then and the app is stopping, so the attempt delays no
+    part of the app's shutdown; half the margin (never past the grace period) lets a
+    sequence that ran to its deadline, the one most worth reporting, still be told.
+    """
+    deadline = tl.deadline if tl.deadline is not None else time.monotonic()
+    return deadline + max(0.0, float(tl.grace.get("margin") or 0.0)) / 2
 
 
 def reason_of(tl: Timeline) -> tuple[str, str]:
@@ -169,7 +181,7 @@ async def post(
     """The one attempt; what happened is in ``tl.summary["event"]`` and returned."""
     _, reason = reason_of(tl)
     outcome: dict[str, Any] = {"reason": reason}
-    left = (tl.deadline if tl.deadline is not None else time.monotonic()) - time.monotonic()
+    left = until(tl) - time.monotonic()
     timeout = min(POST_TIMEOUT, kube.settings.timeout if kube is not None else 0.0, left)
     if kube is None or not pod:
         outcome.update(result="skipped", error="no API server client")

@@ -100,7 +100,8 @@ def test_the_body_names_the_pod_its_labels_and_its_controller() -> None:
 
 async def test_with_no_time_left_before_the_deadline_no_post_is_attempted() -> None:
     tl = _timeline(reason="deadline")
-    tl.deadline = tl.origin  # the sequence used its whole budget
+    tl.deadline = tl.origin  # the sequence used its whole budget, and half its margin
+    tl.grace = {"seconds": 10.0, "source": "plan", "margin": 0.0}
     metrics = Metrics()
     # a real client to an address nothing listens on: it is never called
     kube = KubeClient(KubeSettings(host="127.0.0.1", port=9, scheme="http"))
@@ -119,6 +120,13 @@ async def test_with_no_time_left_before_the_deadline_no_post_is_attempted() -> N
     exposed = metrics.exposition().decode()
     assert 'quiesce_sidecar_events_total{result="skipped"} 1.0' in exposed
     assert 'quiesce_sidecar_events_total{result="failed"} 0.0' in exposed
+
+
+def test_a_sequence_that_ran_to_its_deadline_may_still_post_in_half_its_margin() -> None:
+    tl = _timeline(reason="deadline")
+    tl.deadline = tl.origin + 8.0
+    tl.grace = {"seconds": 10.0, "source": "plan", "margin": 2.0}
+    assert podevent.until(tl) == tl.origin + 9.0  # before the grace period's end at 10 s
 
 
 async def test_an_unreachable_api_server_is_one_failed_attempt_in_status_and_metrics() -> None:
