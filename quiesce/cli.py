@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 
 from quiesce import __version__
-from quiesce.commands import demo, lint, operator, plan, sidecar, uninject
+from quiesce.commands import demo, lint, operator, plan, sidecar, status, uninject
 
-SUBCOMMANDS = (operator, sidecar, plan, lint, uninject, demo)
+SUBCOMMANDS = (operator, sidecar, plan, lint, status, uninject, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

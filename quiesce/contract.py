@@ -52,3 +52,20 @@ HOST_IP_ENV: Final = "HOST_IP"
 CONSUL_HTTP_ADDR_ENV: Final = "CONSUL_HTTP_ADDR"
 CONSUL_HTTP_TOKEN_FILE_ENV: Final = "CONSUL_HTTP_TOKEN_FILE"
 CONSUL_CACERT_ENV: Final = "CONSUL_CACERT"
+
+
+# --- the Event the sidecar posts on its pod at the end of every sequence -----------
+# ``quiesce status`` reads these Events back: both sides take the names from here.
+#: ``source.component`` of the Event (``kubectl get events --field-selector source=...``).
+EVENT_SOURCE: Final = "quiesce-sidecar"
+#: ``reportingComponent`` of the Event.
+EVENT_REPORTER: Final = "quiesce.dev/sidecar"
+#: ``Normal``: the load balancers let go on their checks; the app was stopped as planned.
+EVENT_QUIESCED: Final = "Quiesced"
+#: ``Warning``: convergence ended on the ceiling or the deadline, not on its checks.
+EVENT_TIMEOUT: Final = "QuiesceTimeout"
+#: ``Warning``: a phase failed (Consul, the signal, the kept hook...): see ``/status``.
+EVENT_FAILED: Final = "QuiesceFailed"
+EVENT_REASONS: Final = (EVENT_QUIESCED, EVENT_TIMEOUT, EVENT_FAILED)
+#: Annotation on the Event: the termination's facts as JSON, for ``quiesce status``.
+EVENT_FACTS_ANNOTATION: Final = "state.quiesce.dev/termination"

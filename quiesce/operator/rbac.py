@@ -1,13 +1,14 @@
-"""The RoleBinding that lets an injected sidecar read its EndpointSlices and its own pod.
+"""The RoleBinding that lets an injected sidecar read its EndpointSlices and its own pod,
+and post the Event of each shutdown sequence on it.
 
 The sidecar runs as the workload's service account; the operator binds that
 account, in each namespace it injects into, to the shipped ClusterRole
 ``quiesce-sidecar`` (``manifests/rbac/sidecar-clusterrole.yaml``). Bindings are
 never removed on un-injection: other workloads of the namespace may share the
-service account, and a binding to a read-only role is harmless. Each binding is
-owned by that ClusterRole (an ownerReference by uid), so uninstalling quiesce,
-which deletes the ClusterRole, lets Kubernetes' garbage collector remove every
-binding with it: no list-and-delete rights on RoleBindings are needed.
+service account, and a binding to a role that reads and only creates Events is
+harmless. Each binding is owned by that ClusterRole (an ownerReference by uid), so
+uninstalling quiesce, which deletes the ClusterRole, lets Kubernetes' garbage
+collector remove every binding with it: no list-and-delete rights on RoleBindings are needed.
 """
 
 from __future__ import annotations

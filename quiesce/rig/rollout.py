@@ -15,7 +15,7 @@ import itertools
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +102,10 @@ def deployment(
     converge_max: float,
     replicas: int = 3,
     name: str = "web",
+    app_args: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The app's Deployment, as a user would write it for ``policy``.
+    """The app's Deployment, as a user would write it for ``policy``; ``app_args`` are
+    more arguments of the test app (``--stop-delay 2``).
 
     ``name`` is the Deployment's name and its pods' ``app`` label (two Deployments
     of one Consul service stand for replicas on two nodes in the drain scenario).
@@ -122,6 +124,7 @@ def deployment(
             f"$(HOST_IP):{consul_port}",
             "--service",
             service,
+            *app_args,
         ],
         "env": [
             {"name": n, "valueFrom": {"fieldRef": {"fieldPath": p}}}

@@ -80,12 +80,14 @@ class Workload:
         groups: Sequence[tuple[str, int]] = (("web", 3),),
         policy: rollout.StopPolicy = QUIESCE,
         converge_max: float | None = None,
+        app_args: Sequence[str] = (),
     ) -> None:
         assert r.consul is not None
         self.rig = r
         self.profile = profile
         self.policy = policy
         self.groups = tuple(groups)
+        self.app_args = tuple(app_args)
         self.converge_max = converge_max if converge_max is not None else rollout.ceiling(profile)
         n = next(rollout._runs)  # shared with run_one: HAProxy ports 9000+n never clash
         self.namespace, self.service, self.port = f"ro-{n}-{label}", f"web{n}", 9000 + n
@@ -111,6 +113,7 @@ class Workload:
                 converge_max=self.converge_max,
                 replicas=count,
                 name=name,
+                app_args=self.app_args,
             )
             r.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
         self.lb = r.load_balancer(self.service, self.profile, port=self.port)

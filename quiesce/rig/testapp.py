@@ -153,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--critical-after", default="10s", help="the check's DeregisterCriticalServiceAfter"
     )
+    parser.add_argument(
+        "--stop-delay",
+        type=float,
+        default=0.0,
+        help="seconds between SIGTERM and the drain (an app that takes a moment to stop)",
+    )
     args = parser.parse_args(argv)
 
     server = AppServer((args.bind, args.port), args.name)
@@ -194,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             except OSError as exc:
                 print(f"deregistration failed: {exc}", file=sys.stderr, flush=True)
         # shutdown() blocks until serve_forever returns: call it off the main thread.
-        threading.Thread(target=server.drain, daemon=True).start()
+        threading.Timer(args.stop_delay, server.drain).start()
 
     signal.signal(signal.SIGTERM, on_sigterm)
     print(f"{args.name} listening on {args.bind}:{args.port}", flush=True)

@@ -79,6 +79,24 @@ class KubeClient:
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             raise KubeError(f"GET {path} at {self.base}: {type(exc).__name__}: {exc}") from exc
 
+    async def post(self, path: str, body: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+        """One POST, no retry (the caller decides whether there is time for another)."""
+        headers = {**self._headers(), "Content-Type": "application/json"}
+        try:
+            async with self._session.post(
+                self.base + path,
+                data=json.dumps(body),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=max(timeout, 0.01)),
+            ) as resp:
+                if resp.status not in (200, 201):
+                    text = (await resp.text())[:200]
+                    raise KubeError(f"POST {path}: {resp.status} {text}", status=resp.status)
+                data: dict[str, Any] = await resp.json(content_type=None)
+                return data
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            raise KubeError(f"POST {path} at {self.base}: {type(exc).__name__}: {exc}") from exc
+
     async def watch(
         self, path: str, *, resource_version: str, timeout: float
     ) -> AsyncIterator[dict[str, Any]]:
@@ -135,6 +153,10 @@ class PodFacts:
     containers: dict[str, ContainerFacts] = field(default_factory=dict)
     sidecar_restarts: int = 0
     """How often the kubelet restarted the sidecar (native or regular): a crash to recover from."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """The pod's labels: the Event carries them, so a workload's selector finds it."""
+    owner: dict[str, str] | None = None
+    """The controller in ``ownerReferences`` (apiVersion, kind, name, uid), if any."""
 
 
 def pod_facts(pod: dict[str, Any]) -> PodFacts:
@@ -160,6 +182,10 @@ def pod_facts(pod: dict[str, Any]) -> PodFacts:
         if cond.get("type") == "DisruptionTarget" and cond.get("status") == "True":
             disruption = str(cond.get("reason") or "DisruptionTarget")
     grace = meta.get("deletionGracePeriodSeconds")
+    owner = None
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller"):
+            owner = {k: str(ref.get(k) or "") for k in ("apiVersion", "kind", "name", "uid")}
     return PodFacts(
         deletion_grace_period=int(grace) if grace is not None else None,
         container_ids=ids,
@@ -168,6 +194,8 @@ def pod_facts(pod: dict[str, Any]) -> PodFacts:
         disruption=disruption,
         containers=containers,
         sidecar_restarts=sidecar_restarts,
+        labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
+        owner=owner,
     )
 
 

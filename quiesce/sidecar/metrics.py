@@ -63,6 +63,15 @@ class Metrics:
             ["trigger"],
             registry=r,
         )
+        self.events = Counter(
+            "quiesce_sidecar_events_total",
+            "Events posted on the pod at the end of a sequence, by result (posted, failed, "
+            "skipped).",
+            ["result"],
+            registry=r,
+        )
+        for result in ("posted", "failed", "skipped"):
+            self.events.labels(result=result)  # at 0 from the start: a healthy run has data
         self.inbound_rate = Gauge(
             "quiesce_sidecar_inbound_rate",
             "Inbound connections and requests per second seen while idle (λ of the quiet window).",

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
 from quiesce import hookurl
-from quiesce.sidecar import deadlines, maintenance
+from quiesce.sidecar import deadlines, maintenance, podevent
 from quiesce.sidecar import trigger as kinds
 from quiesce.sidecar.consul_backend import ConsulBackend, Instance, PodIdentity
 from quiesce.sidecar.endpointslices import EndpointSliceCheck
@@ -117,6 +117,7 @@ class Sidecar:
         await self.sampler.close()
         # a last sweep after a deregistration: the app may have registered again as it stopped
         sweep = any(t.get_name() == "quiesce-keep-out" for t in self._background)
+        await podevent.wait(self._background)  # the sequence's Event: bounded, never cancelled
         for task in (self._task, self._keeper, *self._background):
             if task is not None and not task.done():
                 task.cancel()
@@ -185,6 +186,7 @@ class Sidecar:
     # --- the sequence --------------------------------------------------------
 
     async def _run(self, tl: Timeline) -> Timeline:
+        facts: PodFacts | None = None
         try:
             # the pod (its grace, the kind of kill) is read while Consul maintenance goes on
             facts_task = asyncio.create_task(self._read_pod(tl), name="quiesce-pod")
@@ -236,14 +238,13 @@ class Sidecar:
             tl.finish()
             total = (tl.ended or time.monotonic()) - tl.origin
             self.metrics.phase_duration.labels(phase="total").observe(total)
-            log.info(
-                "Shutdown sequence finished in %.2f s with %d errors (sequence %d, %s).",
-                total,
-                len(tl.errors),
-                tl.number,
-                tl.classification.get("kind", "unknown"),
-                extra={"duration": round(total, 3), "errors": len(tl.errors)},
-            )
+            # the Event (and the sequence's last log line) after the hook answered
+            s = self.settings
+            done = podevent.report(
+                tl, kube=self.kube, namespace=s.pod_namespace, pod=s.pod_name, uid=s.pod_uid,
+                facts=facts, metrics=self.metrics,
+            )  # fmt: skip
+            self._spawn(done, podevent.TASK)
         return tl
 
     # --- each phase with what it needs ----------------------------------------

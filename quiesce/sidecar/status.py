@@ -126,6 +126,7 @@ class Timeline:
             "started_at": _iso(self.wall_origin),
             "duration": None if self.ended is None else round(self.ended - self.origin, 3),
             "errors": len(self.errors),
+            "event": (self.summary.get("event") or {}).get("result"),
             "undid": list(self.undid),
         }
 

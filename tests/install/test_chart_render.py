@@ -126,7 +126,7 @@ def test_operator_rbac_is_the_same_as_manifests_rbac() -> None:
     assert chartkit.rules(ours) == chartkit.rules(theirs)
 
 
-def test_sidecar_clusterrole_reads_endpointslices_and_pods_only() -> None:
+def test_sidecar_clusterrole_reads_endpointslices_and_pods_and_only_creates_events() -> None:
     docs = chartkit.documents(chartkit.template())
     # The operator binds to this exact name (quiesce/operator/rbac.py).
     role = chartkit.find(docs, "ClusterRole", "quiesce-sidecar")
@@ -134,6 +134,7 @@ def test_sidecar_clusterrole_reads_endpointslices_and_pods_only() -> None:
         ("discovery.k8s.io", "endpointslices", "list", "*"),
         ("discovery.k8s.io", "endpointslices", "watch", "*"),
         ("", "pods", "get", "*"),
+        ("", "events", "create", "*"),
     }
     shipped = chartkit.MANIFESTS / "rbac" / "sidecar-clusterrole.yaml"
     theirs = chartkit.find(chartkit.documents(shipped.read_text()), "ClusterRole")

@@ -8,6 +8,8 @@ skipped and reported.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 import time
 import urllib.parse
@@ -16,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from quiesce.rig import kubeapi, rig
+from quiesce import contract
+from quiesce.rig import kubeapi, rig, rollout
 from quiesce.sidecar import server
 from quiesce.sidecar.settings import KubeSettings
 
@@ -46,25 +50,20 @@ class Cluster:
         self.node = f"quiesce-test-{secrets.token_hex(3)}"
         self.api.create("/api/v1/nodes", {"metadata": {"name": self.node}})
 
-    def service_account_dir(self, tmp: Path, name: str, *, allowed: bool) -> Path:
+    def service_account_dir(
+        self, tmp: Path, name: str, *, allowed: bool, events: bool = True
+    ) -> Path:
+        """A token of a new service account; ``allowed``: bound to the rules of the shipped
+        ``quiesce-sidecar`` ClusterRole (as a Role), ``events create`` among them unless
+        ``events`` is False."""
         api, ns = self.api, self.ns
         api.create(f"/api/v1/namespaces/{ns}/serviceaccounts", {"metadata": {"name": name}})
         if allowed:
             rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}"
-            api.create(
-                f"{rbac}/roles",
-                {
-                    "metadata": {"name": f"{name}-sidecar"},
-                    "rules": [
-                        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
-                        {
-                            "apiGroups": ["discovery.k8s.io"],
-                            "resources": ["endpointslices"],
-                            "verbs": ["get", "list", "watch"],
-                        },
-                    ],
-                },
-            )
+            rules = yaml.safe_load(rollout.SIDECAR_CLUSTER_ROLE.read_text())["rules"]
+            if not events:
+                rules = [r for r in rules if "events" not in r["resources"]]
+            api.create(f"{rbac}/roles", {"metadata": {"name": f"{name}-sidecar"}, "rules": rules})
             api.create(
                 f"{rbac}/rolebindings",
                 {
@@ -207,6 +206,68 @@ async def test_the_deletion_grace_period_shortens_the_deadline_and_endpointslice
     assert converge["endpointslices"]["state"] == "not_ready", converge
     assert "endpointslices" in converge["satisfied_at"]
     assert cluster.ready_endpoints() == [False]
+    # the sequence's Event, on the pod, through the shipped role's events create
+    event = (await _event_outcome(client))["event"]
+    assert event["result"] == "posted", event
+    posted = cluster.api.get(f"/api/v1/namespaces/{cluster.ns}/events/{event['name']}")
+    assert posted["involvedObject"]["uid"] == pod["metadata"]["uid"]
+    assert posted["source"]["component"] == contract.EVENT_SOURCE
+    assert posted["reason"] == event["reason"] and posted["reason"] in contract.EVENT_REASONS
+    assert posted["metadata"]["labels"] == {"app": "web"}
+    metrics = await (await client.get("/metrics")).text()
+    assert 'quiesce_sidecar_events_total{result="posted"} 1.0' in metrics
+
+
+async def _event_outcome(client: TestClient[web.Request, web.Application]) -> dict[str, Any]:
+    """``/status`` once the sequence's one Event attempt has ended (it follows the hook)."""
+    for _ in range(100):
+        status: dict[str, Any] = await (await client.get("/status")).json()
+        if "event" in status:
+            return status
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no Event outcome in /status: {status}")
+
+
+async def test_without_events_create_the_refusal_is_in_status_metrics_and_log_and_nothing_else(
+    aiohttp_client: ClientFactory,
+    cluster: Cluster,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="quiesce.sidecar")
+    sa = cluster.service_account_dir(tmp_path, "noevents", allowed=True, events=False)
+    pod = cluster.pod()
+    settings = make_settings(
+        plan=PLAN,
+        kube=kube_settings(cluster, sa),
+        pod_name="web-0",
+        pod_namespace=cluster.ns,
+        pod_uid=pod["metadata"]["uid"],
+        pod_ip=POD_IP,
+    )
+    client = await aiohttp_client(server.create_app(settings))
+    cluster.delete_pod("web-0", grace=30)
+    resp = await client.get("/prestop", headers=TOKEN)
+    assert resp.status == 200 and (await resp.json())["errors"] == 0
+    status = await _event_outcome(client)
+    event = status["event"]
+    assert (event["result"], event["forbidden"]) == ("failed", True), event
+    assert "403" in event["error"]
+    assert status["errors"] == [] and status["outcome"] == "ok"
+    assert status["history"] == []
+    metrics = await (await client.get("/metrics")).text()
+    assert 'quiesce_sidecar_events_total{result="failed"} 1.0' in metrics
+    assert 'quiesce_sidecar_events_total{result="posted"} 0.0' in metrics
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(
+        m.startswith(f"Could not post the {event['reason']} Event on pod web-0 (forbidden)")
+        for m in lines
+    ), lines
+    assert any(m.endswith(f"Event {event['reason']} failed.") for m in lines), lines
+    events = cluster.api.get(f"/api/v1/namespaces/{cluster.ns}/events")["items"]
+    assert [
+        e for e in events if e.get("source", {}).get("component") == contract.EVENT_SOURCE
+    ] == []
 
 
 async def test_without_rbac_the_endpointslice_check_is_skipped_and_the_plans_grace_used(
