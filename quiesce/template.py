@@ -28,6 +28,9 @@ CA_VOLUME: Final = "quiesce-consul-ca"
 TOKEN_DIR: Final = "/var/run/secrets/quiesce/consul-token"
 CA_DIR: Final = "/var/run/secrets/quiesce/consul-ca"
 SIDECAR_COMMAND: Final = ("quiesce", "sidecar")
+#: Seconds the sidecar's startup probe waits for its answer: a probe sent while the sidecar
+#: imports aiohttp waits in the listen backlog (~0.3 s on an idle core, more on a loaded node).
+STARTUP_PROBE_TIMEOUT: Final = 5
 #: The namespace label Pod Security admission enforces (privileged, baseline, restricted).
 POD_SECURITY_ENFORCE_LABEL: Final = "pod-security.kubernetes.io/enforce"
 
@@ -262,12 +265,15 @@ def sidecar_container(
         securityContext=context,
         # Started once it serves (a native sidecar's app starts only then, so /prestop is
         # always there to call); the kubelet probes readiness as soon as startup succeeds,
-        # so the pod is Ready ~1 s after start, not after the 5 s readiness period that
-        # follows a first probe sent before the server listens.
-        startupProbe={
-            **_probe("/readyz", plan.port, period=1, failures=30),
-            "initialDelaySeconds": 1,
-        },
+        # so the pod is Ready right after the first startup probe passes. No initial delay:
+        # the kubelet's first startup probe comes at its worker's next tick (up to one
+        # period after the container starts), and the sidecar listens before its heavy
+        # imports, so a probe that arrives during its start waits in the backlog and is
+        # answered once it serves (the longer timeout covers a loaded node's start)
+        # instead of failing and waiting another period (issue 20).
+        startupProbe=_probe(
+            "/readyz", plan.port, period=1, failures=30, timeout=STARTUP_PROBE_TIMEOUT
+        ),
         readinessProbe=_probe("/readyz", plan.port, period=5, failures=1),
         livenessProbe=_probe("/healthz", plan.port, period=10, failures=3),
     )
@@ -473,11 +479,11 @@ def _field(name: str, path: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
-def _probe(path: str, port: int, *, period: int, failures: int) -> dict[str, Any]:
+def _probe(path: str, port: int, *, period: int, failures: int, timeout: int = 1) -> dict[str, Any]:
     return {
         "httpGet": {"path": path, "port": port},
         "periodSeconds": period,
-        "timeoutSeconds": 1,
+        "timeoutSeconds": timeout,
         "failureThreshold": failures,
     }
 

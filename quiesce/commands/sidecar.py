@@ -98,15 +98,12 @@ def _import_aiohttp_without_the_system_ca_bundle() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
     import dataclasses
-    import json
 
     from quiesce.sidecar import hardening
 
     hardening.make_non_dumpable()  # first: the app may share our UID and PID namespace
-    _import_aiohttp_without_the_system_ca_bundle()
-    from quiesce.sidecar import logs, server, settings
+    from quiesce.sidecar import settings  # the plan's model and codec: no aiohttp yet
 
     try:
         config = settings.from_env()
@@ -117,11 +114,32 @@ def run(args: argparse.Namespace) -> int:
         plan: Any = config.plan
         config = settings.replace(config, plan=dataclasses.replace(plan, port=args.port))
     if args.check_config:
+        import json
+
         shown = dataclasses.asdict(
             dataclasses.replace(config, token="***" if config.token else None)
         )
         shown["consul"]["token"] = "***" if config.consul.token else None
         print(json.dumps(shown, indent=2, default=str))
         return 0
+    # Listen before the heavy imports: the kubelet's first startup probe (or a /prestop
+    # for a pod deleted at once) then waits in the backlog and is answered once aiohttp
+    # serves, instead of being refused and retried a probe period later (issue 20).
+    from quiesce.sidecar import listen
+
+    try:
+        sock = listen.bind(config.listen_host, config.plan.port)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        print(
+            f"quiesce sidecar: cannot listen on {config.listen_host}:{config.plan.port}: {reason}",
+            file=sys.stderr,
+        )
+        return 1
+    import asyncio
+
+    _import_aiohttp_without_the_system_ca_bundle()
+    from quiesce.sidecar import logs, server
+
     logs.configure(config.log_format, pod=config.pod_name)
-    return asyncio.run(server.serve(config))
+    return asyncio.run(server.serve(config, sock=sock))

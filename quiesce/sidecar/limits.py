@@ -28,6 +28,7 @@ import contextlib
 import ipaddress
 import logging
 import resource
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
-from quiesce.sidecar import logs
+from quiesce.sidecar import listen, logs
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 #: connection per probe and per hook call and sends its request at once.
 IDLE_TIMEOUT = 5.0
 #: The listen backlog (the kernel caps it at net.core.somaxconn).
-BACKLOG = 1024
+BACKLOG = listen.BACKLOG
 #: Seconds without a refused connection that end an episode.
 EPISODE_QUIET = 10.0
 
@@ -250,14 +251,26 @@ class _Guarded(asyncio.Protocol):
 
 
 class GuardedTCPSite(web.BaseSite):
-    """``web.TCPSite`` whose every connection passes a :class:`ConnectionGuard` first."""
+    """``web.TCPSite`` whose every connection passes a :class:`ConnectionGuard` first.
+
+    ``sock``: a socket already listening on ``host:port`` (:func:`listen.bind`, called
+    before aiohttp was imported, so early connections waited in its backlog); without
+    it, the site binds ``host:port`` itself.
+    """
 
     def __init__(
-        self, runner: web.BaseRunner, host: str, port: int, *, guard: ConnectionGuard
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        *,
+        guard: ConnectionGuard,
+        sock: socket.socket | None = None,
     ) -> None:
         super().__init__(runner)
         self._host = host
         self._port = port
+        self._sock = sock
         self.guard = guard
 
     @property
@@ -275,9 +288,13 @@ class GuardedTCPSite(web.BaseSite):
             return _Guarded(guard, server)
 
         # a deep backlog: the node's calls queue behind a burst instead of being dropped
-        self._server = await asyncio.get_running_loop().create_server(
-            factory, self._host, self._port, backlog=BACKLOG, reuse_address=True
-        )
+        loop = asyncio.get_running_loop()
+        if self._sock is not None:
+            self._server = await loop.create_server(factory, sock=self._sock, backlog=BACKLOG)
+        else:
+            self._server = await loop.create_server(
+                factory, self._host, self._port, backlog=BACKLOG, reuse_address=True
+            )
 
     async def stop(self) -> None:
         self.guard.close()

@@ -21,6 +21,7 @@ import hmac
 import ipaddress
 import logging
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -194,8 +195,18 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.App
     return app
 
 
-async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> int:
-    """Run until the shutdown policy says exit; returns the exit code."""
+async def serve(
+    settings: Settings,
+    *,
+    ready: asyncio.Event | None = None,
+    sock: socket.socket | None = None,
+) -> int:
+    """Run until the shutdown policy says exit; returns the exit code.
+
+    ``sock``: the sidecar's port, already listening (``quiesce sidecar`` binds it before
+    importing aiohttp, so a probe or ``/prestop`` sent during the start waits in the
+    backlog and is answered); without it, the port is bound here.
+    """
     logs.quiet_aiohttp()
     loop = asyncio.get_running_loop()
     limits.install_accept_error_handler(loop)
@@ -215,7 +226,9 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
         keepalive_timeout=limits.IDLE_TIMEOUT,
     )
     await runner.setup()
-    site = limits.GuardedTCPSite(runner, settings.listen_host, settings.plan.port, guard=guard)
+    site = limits.GuardedTCPSite(
+        runner, settings.listen_host, settings.plan.port, guard=guard, sock=sock
+    )
     await site.start()
     log.info(
         "Open-file limit %d (hard %d); at most %d connections per address and %d in all from "

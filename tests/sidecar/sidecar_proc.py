@@ -32,7 +32,12 @@ class SidecarProcess:
         plan: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
         nofile: tuple[int, int] | None = None,
+        wait_ready: bool = True,
     ) -> None:
+        if not wait_ready:  # the caller watches the start itself (one attempt, no retry)
+            self.port = free_port()
+            self._start(plan, env, nofile, tmp_path)
+            return
         # free_port() only finds a port free *now*: another test's client may take it
         # before the sidecar binds (seen under load). Then start again on another port.
         for _attempt in range(5):

@@ -179,10 +179,13 @@ def test_signalling_shares_the_pid_namespace_and_adds_only_kill() -> None:
 def test_probes_resources_and_port() -> None:
     sidecar = sidecar_of(injected().pod_spec)
     assert sidecar["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 7979}
-    # Started (the app after it) once it serves; probed every second until then.
+    # Started (the app after it) once it serves; probed every second until then, from the
+    # kubelet's first tick (no initial delay), each probe waiting for the sidecar's start.
     startup = sidecar["startupProbe"]
     assert startup["httpGet"] == {"path": "/readyz", "port": 7979}
-    assert (startup["initialDelaySeconds"], startup["periodSeconds"]) == (1, 1)
+    assert startup.get("initialDelaySeconds", 0) == 0
+    assert startup["periodSeconds"] == 1
+    assert startup["timeoutSeconds"] > 1
     assert startup["failureThreshold"] == 30
     assert sidecar["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 7979}
     assert sidecar["ports"] == [{"name": "quiesce", "containerPort": 7979, "protocol": "TCP"}]
