@@ -336,7 +336,8 @@ def main() -> int:
             f"Goals: all injected within {TARGET_SECONDS:g} s of the operator's start:"
             f" {'met' if fast else 'missed'}; peak RSS within the chart's"
             f" {limit} Mi limit: {'met' if small else 'missed'}."
-            " kopf's list+watch per kind are a handful of long-lived requests, not counted.",
+            " kopf's list+watch per kind are a handful of long-lived requests, not counted."
+            " Where the time goes, and what bounds the memory: docs/operator.md, Scale.",
             "",
         ]
     )
