@@ -38,6 +38,15 @@ from typing import Any, Final
 
 USER: Final = "system:kube-proxy"
 """The identity the default ``system:node-proxier`` ClusterRoleBinding names."""
+SYSCTLS: Final = {"net.ipv4.ip_forward": "1"}
+"""Set in the node's network namespace before kube-proxy starts.
+
+Bridge netfilter re-routes a bridged packet whose destination DNAT changed
+(``br_nf_pre_routing_finish``): with forwarding off in the namespace that
+route lookup fails (an unreachable route to loopback), so the packet is
+dropped instead of bridged on to its endpoint. Per namespace: the host's
+``ip_forward`` is untouched.
+"""
 HEALTHZ_PORT: Final = 10256
 MODE: Final = "iptables"
 

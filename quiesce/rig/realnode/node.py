@@ -307,6 +307,9 @@ class RealNode:
         """kube-proxy in the node's namespaces (see :mod:`.kubeproxy`), as system:kube-proxy."""
         assert self.rig.control_plane is not None
         cp = self.rig.control_plane
+        # Per namespace: the node's, never the host's (see kubeproxy.SYSCTLS).
+        for key_, value in kubeproxy.SYSCTLS.items():
+            self.run(["sh", "-c", f"echo {value} > {host.sysctl_path(key_)}"])
         crt, key = cp.ca.issue(f"kube-proxy-{self.name}", common_name=kubeproxy.USER)
         kubeconfig = pki.kubeconfig(
             self.dir / "kube-proxy.kubeconfig",
