@@ -30,6 +30,9 @@ __all__ = ["before"]  # the fixture, shared with test_real_node (host snapshot b
 NAMESPACE = "realnode-kube-proxy"
 NODE = "rig-real-kp"
 
+# busybox's static wget crashes here (exit 139, even for plain HTTP): nc speaks HTTP instead.
+HTTP_GET = r"printf 'GET /index.html HTTP/1.0\r\n\r\n'"
+
 WEB = r"""
 mkdir -p /tmp/www && echo served-by-web > /tmp/www/index.html
 exec httpd -f -p 8080 -h /tmp/www
@@ -104,13 +107,10 @@ def test_a_pod_reaches_the_api_server_through_the_kubernetes_cluster_ip(
     cluster_ip = service["spec"]["clusterIP"]
     env = in_client(rig_instance, "echo $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT")
     assert env.stdout.strip() == f"{cluster_ip}:443"
-    # busybox's static wget crashes on TLS here (exit 139), so plain HTTP is
-    # sent to the TLS port: Go's TLS server (the API server's) answers it with
-    # a 400 that says so, which only the API server's listener would send.
+    # Plain HTTP to the TLS port: Go's TLS server (the API server's) answers
+    # it with a 400 that says so, which only the API server's listener sends.
     got = in_client(
-        rig_instance,
-        r"printf 'GET /version HTTP/1.0\r\n\r\n'"
-        " | nc -w 5 $KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT",
+        rig_instance, f"{HTTP_GET} | nc -w 5 $KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT"
     )
     answer = got.stdout + got.stderr
     assert answer.startswith("HTTP/1.0 400 Bad Request"), answer
@@ -126,11 +126,13 @@ def test_a_pod_reaches_another_pods_cluster_ip_service(
     cluster_ip = service["spec"]["clusterIP"]
 
     def fetched() -> str | None:
-        got = in_client(rig_instance, f"wget -T 3 -q -O - http://{cluster_ip}/index.html")
-        return got.stdout if got.returncode == 0 else None
+        got = in_client(rig_instance, f"{HTTP_GET} | nc -w 3 {cluster_ip} 80")
+        return got.stdout if got.stdout.startswith("HTTP/1.") else None
 
     # The Service's EndpointSlice follows the pod's readiness: retry until then.
-    assert wait_for("the web Service through its ClusterIP", fetched).strip() == "served-by-web"
+    answer = wait_for("the web Service through its ClusterIP", fetched)
+    assert answer.startswith("HTTP/1.1 200 OK"), answer
+    assert answer.rstrip().endswith("served-by-web"), answer
 
 
 def test_the_rules_live_in_the_node_and_the_host_is_as_before(
