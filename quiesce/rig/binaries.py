@@ -35,6 +35,11 @@ class Family:
     tags: tuple[str, ...] = ()
     cgo: bool = False
     """Build with CGO (runc links libseccomp: Debian's ``libseccomp-dev``)."""
+    module: str | None = None
+    """The wrapper module under ``gobuild/``; default: the family's name."""
+    packages: tuple[str, ...] = ("tool",)
+    """What ``go build`` builds: every ``tool`` of the module, or these packages
+    (several families sharing one module each build their own)."""
 
     @property
     def directory(self) -> Path:
@@ -42,7 +47,7 @@ class Family:
 
     @property
     def module_dir(self) -> Path:
-        return GOBUILD_DIR / self.name
+        return GOBUILD_DIR / (self.module or self.name)
 
 
 def _kubernetes_ldflags(version: str) -> tuple[str, ...]:
@@ -98,7 +103,21 @@ FAMILIES: Final = {
         # A family of its own (module gobuild/kubelet), so the control plane's
         # cached build is not invalidated by the kubelet.
         Family(
-            "kubelet", KUBERNETES_VERSION, ("kubelet",), _kubernetes_ldflags(KUBERNETES_VERSION)
+            "kubelet",
+            KUBERNETES_VERSION,
+            ("kubelet",),
+            _kubernetes_ldflags(KUBERNETES_VERSION),
+            packages=("k8s.io/kubernetes/cmd/kubelet",),
+        ),
+        # kube-proxy for each real node, from the kubelet's module (its tools:
+        # both), built and cached apart so neither rebuilds the other.
+        Family(
+            "kube-proxy",
+            KUBERNETES_VERSION,
+            ("kube-proxy",),
+            _kubernetes_ldflags(KUBERNETES_VERSION),
+            module="kubelet",
+            packages=("k8s.io/kubernetes/cmd/kube-proxy",),
         ),
         Family(
             "containerd",
@@ -179,7 +198,8 @@ def build(family: Family, *, log: Path | None = None) -> float:
     tmp.mkdir(parents=True)
     ldflags = " ".join(("-s", "-w", "-checklinkname=0", *family.ldflags))
     tags = [f"-tags={','.join(family.tags)}"] if family.tags else []
-    argv = [go, "build", "-trimpath", f"-ldflags={ldflags}", *tags, "-o", str(tmp) + "/", "tool"]
+    argv = [go, "build", "-trimpath", f"-ldflags={ldflags}", *tags, "-o", str(tmp) + "/"]
+    argv += family.packages
     env = go_env()
     if family.cgo:
         env["CGO_ENABLED"] = "1"
@@ -199,7 +219,7 @@ def build(family: Family, *, log: Path | None = None) -> float:
             out.close()
     if result.returncode != 0:
         raise errors.BuildFailed(family.name, family.version, log)
-    # `go build tool` names each binary after its package's last element.
+    # `go build` names each binary after its package's last element.
     for binary in family.binaries:
         built = tmp / binary
         if not built.exists():

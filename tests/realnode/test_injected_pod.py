@@ -8,9 +8,9 @@ containerd. When the pod is deleted, the kubelet calls the sidecar's
 runs it) takes the pod out of the rig's real Consul and converges; only then
 does the app get its SIGTERM, and it exits on it, not by SIGKILL.
 
-No kube-proxy runs on the rig's nodes (yet), so the ``kubernetes`` Service's
-ClusterIP leads nowhere: the sidecar is given the API server's real address in
-``KUBERNETES_SERVICE_HOST``/``PORT``, which is what kube-proxy would reach.
+The sidecar reaches the API server as in a cluster: through the ``kubernetes``
+Service's ClusterIP that the kubelet puts in its environment, routed by the
+node's kube-proxy.
 """
 
 from __future__ import annotations
@@ -104,14 +104,6 @@ def with_sidecar(
     injected = template.inject(
         spec, plan, config, token=template.generate_token(), native=True
     ).pod_spec
-    server = urllib.parse.urlparse(r.control_plane.server)
-    api_env = [
-        {"name": "KUBERNETES_SERVICE_HOST", "value": server.hostname},
-        {"name": "KUBERNETES_SERVICE_PORT", "value": str(server.port)},
-    ]
-    for c in [*injected.get("initContainers", []), *injected["containers"]]:
-        if c["name"] == template.SIDECAR_NAME:
-            c["env"] = [*c.get("env", []), *api_env]
     return {
         "apiVersion": "v1",
         "kind": "Pod",

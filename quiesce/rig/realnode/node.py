@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from quiesce.rig import binaries, errors, network, pki, process
-from quiesce.rig.realnode import cni, containerd, host, images, kubelet
+from quiesce.rig.realnode import cni, containerd, host, images, kubelet, kubeproxy
 from quiesce.rig.realnode.cgroups import (
     cgroup_hierarchies,
     kill_trees,
@@ -51,7 +51,15 @@ from quiesce.rig.realnode.cgroups import (
 if TYPE_CHECKING:
     from quiesce.rig.rig import Rig
 
-BINARIES: Final = ("kubelet", "containerd", "containerd-shim-runc-v2", "ctr", "runc", "crictl")
+BINARIES: Final = (
+    "kubelet",
+    "kube-proxy",
+    "containerd",
+    "containerd-shim-runc-v2",
+    "ctr",
+    "runc",
+    "crictl",
+)
 HOST_TOOLS: Final = {
     "nsenter": "apt-get install util-linux",
     "unshare": "apt-get install util-linux",
@@ -91,6 +99,7 @@ class RealNode:
         self.holder: process.ManagedProcess | None = None
         self.containerd: process.ManagedProcess | None = None
         self.kubelet: process.ManagedProcess | None = None
+        self.kube_proxy: process.ManagedProcess | None = None
         self.seen_pids: set[int] = set()
         self._acquired = False
         self._reserved = False
@@ -292,6 +301,40 @@ class RealNode:
             env=env,
         ).start()
         self.kubelet.wait_ready(self.ready, timeout=120, what="a Ready Node")
+        self._start_kube_proxy(env)
+
+    def _start_kube_proxy(self, env: dict[str, str]) -> None:
+        """kube-proxy in the node's namespaces (see :mod:`.kubeproxy`), as system:kube-proxy."""
+        assert self.rig.control_plane is not None
+        cp = self.rig.control_plane
+        # Per namespace: the node's, never the host's (see kubeproxy.SYSCTLS).
+        for key_, value in kubeproxy.SYSCTLS.items():
+            self.run(["sh", "-c", f"echo {value} > {host.sysctl_path(key_)}"])
+        crt, key = cp.ca.issue(f"kube-proxy-{self.name}", common_name=kubeproxy.USER)
+        kubeconfig = pki.kubeconfig(
+            self.dir / "kube-proxy.kubeconfig",
+            server=cp.server,
+            ca=cp.ca.cert_path,
+            cert=crt,
+            key=key,
+            user=kubeproxy.USER,
+        )
+        conf = kubeproxy.write(
+            self.dir / "kube-proxy.yaml",
+            kubeproxy.config(node_name=self.name, kubeconfig=kubeconfig),
+        )
+        self.kube_proxy = process.ManagedProcess(
+            f"{self.name}-kube-proxy",
+            self._in_cgroup(self.enter(kubeproxy.argv(binaries.require("kube-proxy"), conf))),
+            log=self.logs / f"{self.name}-kube-proxy.log",
+            env=env,
+        ).start()
+        self.kube_proxy.wait_ready(self._services_synced, timeout=60, what="Service rules")
+
+    def _services_synced(self) -> bool:
+        """kube-proxy has written the ``kubernetes`` Service's rules in the node's namespace."""
+        rules = self.run(kubeproxy.service_rules_command(), check=False).stdout
+        return "default/kubernetes" in rules
 
     def _holder_entered(self) -> bool:
         assert self.holder is not None
@@ -388,6 +431,9 @@ class RealNode:
     def stop(self) -> None:
         """Undo everything :meth:`start` did; safe to call twice or after a failed start."""
         self.seen_pids |= self.cgroup_pids()
+        if self.kube_proxy is not None:
+            # Its rules and sysctls are the node's namespace's: they go with it.
+            self.kube_proxy.stop(timeout=10)
         if self.kubelet is not None:
             self.kubelet.stop(timeout=15)
         if self.containerd is not None and self.containerd.running():
