@@ -136,10 +136,11 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    held = listen.hold_stop_signals()
     import asyncio
 
     _import_aiohttp_without_the_system_ca_bundle()
     from quiesce.sidecar import logs, server
 
     logs.configure(config.log_format, pod=config.pod_name)
-    return asyncio.run(server.serve(config, sock=sock))
+    return asyncio.run(server.serve(config, sock=sock, held_signals=held))

@@ -11,6 +11,7 @@ it this socket). Standard library only: importing this costs nothing.
 
 from __future__ import annotations
 
+import signal
 import socket
 
 #: The listen backlog (the kernel caps it at net.core.somaxconn): the node's calls queue
@@ -34,3 +35,17 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def hold_stop_signals() -> list[int]:
+    """Record SIGTERM and SIGINT until the server installs its own handlers.
+
+    Once the port listens, the kubelet (or a test) can see the sidecar as started
+    and stop it at once: without this, a SIGTERM during the imports would kill the
+    process by its default action, with no sequence. ``server.serve`` replays what
+    was recorded.
+    """
+    held: list[int] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda received, _frame: held.append(received))
+    return held

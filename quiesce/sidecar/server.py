@@ -200,12 +200,15 @@ async def serve(
     *,
     ready: asyncio.Event | None = None,
     sock: socket.socket | None = None,
+    held_signals: list[int] | None = None,
 ) -> int:
     """Run until the shutdown policy says exit; returns the exit code.
 
     ``sock``: the sidecar's port, already listening (``quiesce sidecar`` binds it before
     importing aiohttp, so a probe or ``/prestop`` sent during the start waits in the
-    backlog and is answered); without it, the port is bound here.
+    backlog and is answered); without it, the port is bound here. ``held_signals``:
+    stop signals received during that start (``listen.hold_stop_signals``), handled
+    here as if they arrived now.
     """
     logs.quiet_aiohttp()
     loop = asyncio.get_running_loop()
@@ -268,6 +271,9 @@ async def serve(
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    for held in held_signals or ():
+        log.info("Stop signal %d received during the start.", held)
+        on_signal(held)
     try:
         await stop.wait()
         # let a /prestop handler waiting on the sequence send its answer

@@ -122,3 +122,16 @@ def test_a_taken_port_is_one_clear_line_and_a_failed_start(tmp_path: Path) -> No
     assert done.stderr.strip() == (
         f"quiesce sidecar: cannot listen on 127.0.0.1:{port}: address already in use"
     )
+
+
+def test_a_sigterm_while_the_sidecar_starts_is_handled_not_fatal(
+    tmp_path: Path, sidecar: list[SidecarProcess]
+) -> None:
+    """Its port accepts before aiohttp is imported: a SIGTERM then is held, and handled."""
+    s = SidecarProcess(tmp_path, env={"QUIESCE_SIDECAR_MODE": "native"}, wait_ready=False)
+    sidecar.append(s)
+    first_accepted_connection(s).close()
+    s.proc.terminate()
+    # Killed by the signal's default action it would be -15; handled, a native sidecar
+    # whose app is gone exits 0.
+    assert s.proc.wait(60) == 0, s.log_text()
