@@ -93,11 +93,7 @@ def pod(node: RealNode, name: str, events: Path, *, quiesce: bool, image: str) -
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": NAMESPACE, "annotations": annotations},
-        "spec": {
-            **spec,
-            "nodeName": node.name,
-            "tolerations": [{"key": kubelet.TAINT_KEY, "operator": "Exists"}],
-        },
+        "spec": kubelet.placed(spec, node.name),
     }
 
 

@@ -108,11 +108,7 @@ def with_sidecar(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": NAMESPACE, "annotations": annotations},
-        "spec": {
-            **injected,
-            "nodeName": node.name,
-            "tolerations": [{"key": kubelet.TAINT_KEY, "operator": "Exists"}],
-        },
+        "spec": kubelet.placed(injected, node.name),
     }
 
 

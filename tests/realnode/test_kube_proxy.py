@@ -44,19 +44,20 @@ def pod(node: RealNode, name: str, script: str, labels: dict[str, str]) -> dict[
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
-        "spec": {
-            "nodeName": node.name,
-            "tolerations": [{"key": kubelet.TAINT_KEY, "operator": "Exists"}],
-            "terminationGracePeriodSeconds": 1,
-            "containers": [
-                {
-                    "name": "main",
-                    "image": images.BUSYBOX_IMAGE,
-                    "imagePullPolicy": "Never",
-                    "command": ["/bin/sh", "-c", script],
-                }
-            ],
-        },
+        "spec": kubelet.placed(
+            {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": images.BUSYBOX_IMAGE,
+                        "imagePullPolicy": "Never",
+                        "command": ["/bin/sh", "-c", script],
+                    }
+                ],
+            },
+            node.name,
+        ),
     }
 
 

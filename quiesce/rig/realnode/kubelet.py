@@ -29,6 +29,12 @@ TAINT_KEY = "quiesce.dev/real-node"
 """Every real node is tainted NoSchedule, so only pods that ask for it land there."""
 
 
+def placed(spec: dict[str, Any], node: str) -> dict[str, Any]:
+    """A pod spec bound to the real node ``node``, tolerating the real nodes' taint."""
+    toleration = {"key": TAINT_KEY, "operator": "Exists"}
+    return {**spec, "nodeName": node, "tolerations": [*spec.get("tolerations", ()), toleration]}
+
+
 def config(*, node_ip: str, cgroup_root: str, client_ca: Path) -> dict[str, Any]:
     zero = {"memory.available": "0%", "nodefs.available": "0%", "imagefs.available": "0%"}
     return {
